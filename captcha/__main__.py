@@ -1,0 +1,176 @@
+"""Command line: python -m captcha {predict,evaluate,synth,clean,bench} ... (see --help)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import CaptchaError
+from .spec import DEFAULT_ALPHABET, DEFAULT_LENGTH, CaptchaSpec
+
+DEFAULT_WEIGHTS = str(Path(__file__).resolve().parent.parent / "weights")
+
+
+def _recognizer(args):
+    import torch
+    from .recognizer import Recognizer
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    return Recognizer.from_pretrained(args.weights, precision=args.precision)
+
+
+def cmd_predict(args) -> int:
+    from .errors import ImageError
+    rec = _recognizer(args)
+    failed = 0
+    for file in args.files:
+        try:
+            row = {"file": file, **rec.predict(file).to_dict()}
+        except ImageError as e:
+            row, failed = {"file": file, "error": str(e)}, failed + 1
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+    return 1 if failed else 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import scan_folder
+    from .evaluate import evaluate
+    rec = _recognizer(args)
+    spec = CaptchaSpec(args.alphabet or rec.spec.alphabet, args.length or rec.spec.length)
+    rec.check_alphabet(spec)
+    samples = scan_folder(args.folder, spec, skip_invalid=args.skip_invalid, warn=lambda m: print(m, file=sys.stderr))
+    if args.limit:
+        samples = samples[: args.limit]
+    results = evaluate(rec, samples, batch_size=args.batch_size)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"folder": str(args.folder), "weights": str(args.weights), **results},
+                                              indent=2, ensure_ascii=False))
+    print(f"{len(samples)} images from {args.folder}, weights {args.weights}\n")
+    print(f"| form | full-string | per-character | case-insensitive | errors |")
+    print(f"|---|---|---|---|---|")
+    for form, r in results.items():
+        print(f"| {form} | {r['string_accuracy']:.2%} | {r['char_accuracy']:.2%} | "
+              f"{r['case_insensitive_accuracy']:.2%} | {len(r['errors'])} |")
+    for form, r in results.items():
+        pairs = ", ".join(f"{c['truth']}->{c['read']} ({c['count']})" for c in r["confusions"][: args.top])
+        print(f"\n{form} most frequent confusions (truth->read): {pairs or 'none'}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from .synth import find_fonts, write_folder
+    fonts = find_fonts(args.fonts) if args.fonts else None
+    paths = write_folder(args.out, args.count, seed=args.seed, alphabet=args.alphabet, length=args.length,
+                         width=args.width, height=args.height, fonts=fonts)
+    print(f"wrote {len(paths)} CAPTCHAs to {args.out}")
+    return 0
+
+
+def cmd_clean(args) -> int:
+    from .clean import clean
+    report = clean(args.folder, CaptchaSpec(args.alphabet, args.length), delete=args.delete, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    verb = "would move" if args.dry_run else ("deleted" if args.delete else f"moved to {report.moved_to}")
+    print(f"scanned {report.scanned} images in {args.folder}: {report.ok} decode, {len(report.corrupted)} corrupted")
+    for name, reason in report.corrupted:
+        print(f"  corrupted ({verb}): {name}: {reason}")
+    if report.bad_names:
+        print(f"{len(report.bad_names)} file(s) decode but are not named by a valid label "
+              f"({args.length} characters of {args.alphabet!r}); rename or skip them (train.py --skip-invalid):")
+        for name, reason in report.bad_names[:50]:
+            print(f"  {name}: {reason}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench
+    from .images import open_image
+    from .synth import generate
+    rec = _recognizer(args)
+    image = open_image(args.image) if args.image else generate("aB3xY", seed=0)
+    result = bench(rec, image, runs=args.runs, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    s = result["single_image"]
+    print(f"forms: {', '.join(result['forms'])} ({result['precision']}, {result['threads']} threads, "
+          f"input {result['input']})")
+    print(f"single image, all forms: p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms over {s['runs']} runs")
+    print(f"batch of {result['batch']['batch_size']}: {result['batch']['images_per_s']} images/s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m captcha", description="Read, grade, generate and clean text CAPTCHAs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_options(q):
+        q.add_argument("--weights", default=DEFAULT_WEIGHTS, help="weights folder or .safetensors file (default: the shipped weights/)")
+        q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+        q.add_argument("--threads", type=int, help="torch CPU threads")
+
+    def spec_options(q, required=True):
+        q.add_argument("--alphabet", default=DEFAULT_ALPHABET if required else None)
+        q.add_argument("--length", type=int, default=DEFAULT_LENGTH if required else None)
+
+    q = sub.add_parser("predict", help="read images; one JSON line per file")
+    q.add_argument("files", nargs="+")
+    model_options(q)
+    q.set_defaults(func=cmd_predict)
+
+    q = sub.add_parser("evaluate", help="accuracy of both forms on a folder named by answers")
+    q.add_argument("folder", type=Path)
+    model_options(q)
+    spec_options(q, required=False)
+    q.add_argument("--json", metavar="FILE", help="also write full results (incl. every error) as JSON")
+    q.add_argument("--limit", type=int, help="only the first N images")
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--top", type=int, default=10, help="confusions to list")
+    q.add_argument("--skip-invalid", action="store_true")
+    q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("synth", help="write generated CAPTCHAs named by their answers")
+    q.add_argument("out", type=Path)
+    q.add_argument("--count", type=int, default=100)
+    q.add_argument("--seed", type=int, default=0)
+    spec_options(q)
+    q.add_argument("--width", type=int, default=256)
+    q.add_argument("--height", type=int, default=256)
+    q.add_argument("--fonts", nargs="+", help="TTF files or folders (default: DejaVu, else Pillow's own)")
+    q.set_defaults(func=cmd_synth)
+
+    q = sub.add_parser("clean", help="move images that fail to decode into DIR/_corrupted/")
+    q.add_argument("folder", type=Path)
+    spec_options(q)
+    q.add_argument("--delete", action="store_true", help="delete corrupted files instead of moving them")
+    q.add_argument("--dry-run", action="store_true", help="report only")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_clean)
+
+    q = sub.add_parser("bench", help="single-image latency (p50/p95) and batch throughput on this machine")
+    model_options(q)
+    q.add_argument("--image", help="image to read (default: a generated one)")
+    q.add_argument("--runs", type=int, default=50)
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CaptchaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, NotADirectoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""How fast a Recognizer reads on this machine: single-image latency and batch throughput."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from .recognizer import Recognizer
+
+
+def _percentiles(times_ms: list[float]) -> dict:
+    a = np.asarray(times_ms)
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2),
+            "mean_ms": round(float(a.mean()), 2)}
+
+
+def bench(recognizer: Recognizer, image, runs: int = 50, warmup: int = 5, batch_size: int = 32,
+          batches: int = 3) -> dict:
+    """Latency of `predict(image)` (decode + both forms) and images/s of `predict_batch`."""
+    for _ in range(warmup):
+        recognizer.predict(image)
+    single = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        recognizer.predict(image)
+        single.append((time.perf_counter() - t0) * 1000)
+    recognizer.predict_batch([image] * batch_size, batch_size)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        recognizer.predict_batch([image] * batch_size, batch_size)
+    throughput = batches * batch_size / (time.perf_counter() - t0)
+    return {
+        "forms": list(recognizer.models),
+        "archs": {f: i.arch for f, i in recognizer.infos.items()},
+        "input": {f: f"{i.spec.width}x{i.spec.height}" for f, i in recognizer.infos.items()},
+        "precision": "bf16" if recognizer.bf16 else "fp32",
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "single_image": {"runs": runs, **_percentiles(single)},
+        "batch": {"batch_size": batch_size, "images_per_s": round(throughput, 1)},
+    }

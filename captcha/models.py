@@ -1,0 +1,125 @@
+"""The two model forms, built on any timm CNN trunk. No file I/O, no PIL: tensors in, logits out.
+
+- `OneGo`: the whole image in one pass; a head that keeps the trunk's spatial layout (the
+  feature map is flattened, not averaged away) emits `length x alphabet` logits at once.
+- `Sequential`: its own trunk; the feature map is divided into one soft region per character
+  position (a learned attention map, started as vertical strips), and `length` separate
+  classifiers each read their own region. The maps say where each position looked.
+
+Both return logits shaped [batch, length, alphabet].
+"""
+from __future__ import annotations
+
+import timm
+import torch
+from torch import nn
+
+from .spec import CaptchaSpec
+
+FORMS = ("one_go", "sequential")
+
+
+def form_name(name: str) -> str:
+    """'one-go', 'one_go', 'onego' -> 'one_go'; the CLI spells forms with a hyphen."""
+    key = name.strip().lower().replace("-", "_")
+    key = {"onego": "one_go", "whole": "one_go"}.get(key, key)
+    if key not in FORMS:
+        raise ValueError(f"unknown form {name!r}; choose one-go or sequential")
+    return key
+
+
+def create_trunk(arch: str, pretrained: bool = False, output_stride: int | None = None) -> nn.Module:
+    """A timm CNN with its classifier and pooling removed: image -> [B, C, h, w]."""
+    kwargs = dict(pretrained=pretrained, num_classes=0, global_pool="")
+    if output_stride:
+        kwargs["output_stride"] = output_stride
+    try:
+        return timm.create_model(arch, **kwargs)
+    except TypeError:  # trunks without dilation support keep their natural stride
+        kwargs.pop("output_stride", None)
+        return timm.create_model(arch, **kwargs)
+
+
+@torch.no_grad()
+def feature_shape(trunk: nn.Module, spec: CaptchaSpec) -> tuple[int, int, int]:
+    """(channels, h, w) of the trunk's output for this spec's input size."""
+    was_training = trunk.training
+    trunk.eval()
+    channels, h, w = trunk(torch.zeros(1, 3, spec.height, spec.width)).shape[1:]
+    trunk.train(was_training)
+    return int(channels), int(h), int(w)
+
+
+class OneGo(nn.Module):
+    """Whole image -> every character in one forward pass."""
+
+    def __init__(self, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
+                 head_channels: int = 256, dropout: float = 0.2):
+        super().__init__()
+        self.spec = spec
+        self.config = dict(head_channels=head_channels, dropout=dropout)
+        self.trunk = create_trunk(arch, pretrained)
+        channels, h, w = feature_shape(self.trunk, spec)
+        # A 1x1 squeeze, then a linear layer over the whole flattened map: the head sees where
+        # each stroke is, which is what tells the first character from the fifth.
+        self.reduce = nn.Sequential(
+            nn.Conv2d(channels, head_channels, 1, bias=False),
+            nn.BatchNorm2d(head_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(1),
+            nn.Dropout(dropout),
+            nn.Linear(head_channels * h * w, spec.length * spec.num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.reduce(self.trunk(x)))
+        return logits.view(x.shape[0], self.spec.length, self.spec.num_classes)
+
+
+def strip_prior(length: int, h: int, w: int, strength: float = 4.0) -> torch.Tensor:
+    """[length, h, w] attention logits favouring the k-th vertical strip for position k."""
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5) / w
+    centres = (torch.arange(length, dtype=torch.float32) + 0.5) / length
+    distance = (xs[None, :] - centres[:, None]) * length  # in units of one character slot
+    return (-strength * distance ** 2)[:, None, :].expand(length, h, w).clone()
+
+
+class Sequential(nn.Module):
+    """One region and one classifier per character position, read one after another."""
+
+    def __init__(self, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
+                 dropout: float = 0.2, output_stride: int = 16):
+        super().__init__()
+        self.spec = spec
+        self.config = dict(dropout=dropout, output_stride=output_stride)
+        # A finer map (stride 16) gives each of the characters more than one column to own.
+        self.trunk = create_trunk(arch, pretrained, output_stride=output_stride)
+        channels, h, w = feature_shape(self.trunk, spec)
+        self.attend = nn.Conv2d(channels, spec.length, 1)
+        self.position_bias = nn.Parameter(strip_prior(spec.length, h, w))
+        self.classifiers = nn.ModuleList(
+            nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, spec.num_classes))
+            for _ in range(spec.length)
+        )
+
+    def forward_with_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (logits [B, length, alphabet], maps [B, length, h, w] summing to 1 per position)."""
+        features = self.trunk(x)
+        b, c, h, w = features.shape
+        scores = self.attend(features) + self.position_bias.to(features.dtype)
+        maps = scores.flatten(2).float().softmax(-1).to(features.dtype)   # [B, L, h*w]
+        regions = torch.einsum("blp,bcp->blc", maps, features.flatten(2))  # [B, L, C]
+        logits = torch.stack([clf(regions[:, k]) for k, clf in enumerate(self.classifiers)], 1)
+        return logits, maps.view(b, -1, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_maps(x)[0]
+
+
+def build_model(form: str, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
+                **config) -> nn.Module:
+    """The model for `form`; `config` holds head options (stored in weights files as written)."""
+    cls = OneGo if form_name(form) == "one_go" else Sequential
+    return cls(spec, arch=arch, pretrained=pretrained, **config)

@@ -1,0 +1,160 @@
+"""The public face: load both forms once, read many images.
+
+    rec = Recognizer.from_pretrained("weights")
+    pred = rec.predict("data/2bX9k.png")
+    pred.one_go.text, pred.sequential.text, pred.sequential.chars[0].confidence
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import WeightsError
+from .images import open_image
+from .models import FORMS
+from .spec import CaptchaSpec
+from .weights import FILENAMES, WeightsInfo, check_spec, find_weights, load_weights
+
+
+@dataclass
+class CharReading:
+    char: str
+    confidence: float
+
+
+@dataclass
+class Reading:
+    """One form's reading of one image. `maps` ([length, h, w], sequential only) is where it looked."""
+
+    text: str
+    confidence: float
+    chars: list[CharReading]
+    maps: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "confidence": round(self.confidence, 6),
+                "chars": [{"char": c.char, "confidence": round(c.confidence, 6)} for c in self.chars]}
+
+
+@dataclass
+class Prediction:
+    """Both readings of one image (a form not loaded is None) and the time taken."""
+
+    one_go: Reading | None
+    sequential: Reading | None
+    elapsed_ms: float
+
+    def readings(self) -> dict[str, Reading]:
+        return {form: r for form in FORMS if (r := getattr(self, form)) is not None}
+
+    def to_dict(self) -> dict:
+        out = {form: (r.to_dict() if (r := getattr(self, form)) is not None else None) for form in FORMS}
+        out["elapsed_ms"] = round(self.elapsed_ms, 2)
+        return out
+
+
+def bf16_is_fast() -> bool:
+    """bf16 pays off on CPUs with native bf16 units (AVX512-BF16, AMX); elsewhere it is emulated."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+class Recognizer:
+    """Holds the loaded models; thread-safe for concurrent `predict` calls (inference only)."""
+
+    def __init__(self, models: dict[str, torch.nn.Module], infos: dict[str, WeightsInfo],
+                 precision: str = "auto"):
+        if not models:
+            raise WeightsError("a Recognizer needs at least one model")
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError("precision must be auto, fp32 or bf16")
+        self.models = {form: m.eval().to(memory_format=torch.channels_last) for form, m in models.items()}
+        self.infos = infos
+        self.bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast())
+        for model in self.models.values():
+            for p in model.parameters():
+                p.requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, path="weights", forms=FORMS, spec: CaptchaSpec | None = None,
+                        precision: str = "auto") -> "Recognizer":
+        """Load the forms found in a weights folder (or one .safetensors file).
+
+        `spec`, if given, refuses weights made for another alphabet or length.
+        """
+        path = Path(path)
+        if path.is_file():
+            model, info = load_weights(path, expect_spec=spec)
+            return cls({info.form: model}, {info.form: info}, precision)
+        if not path.is_dir():
+            raise WeightsError(f"{path}: no such weights folder or file")
+        files = {form: p for form, p in find_weights(path).items() if form in forms}
+        if not files:
+            raise WeightsError(f"{path}: holds no weights ({' or '.join(FILENAMES[f] for f in forms)}); "
+                               f"train some with train.py or pass another folder")
+        models, infos = {}, {}
+        for form, file in files.items():
+            models[form], infos[form] = load_weights(file, expect_form=form, expect_spec=spec)
+        return cls(models, infos, precision)
+
+    @property
+    def spec(self) -> CaptchaSpec:
+        """The spec of the first loaded form (forms trained together share one)."""
+        return next(iter(self.infos.values())).spec
+
+    def describe(self) -> dict:
+        return {form: {"arch": info.arch, "spec": {"alphabet": info.spec.alphabet, "length": info.spec.length,
+                                                    "height": info.spec.height, "width": info.spec.width},
+                       "summary": info.summary}
+                for form, info in self.infos.items()}
+
+    def check_alphabet(self, spec: CaptchaSpec) -> None:
+        """Refuse to grade labels of another alphabet or length with these weights."""
+        for info in self.infos.values():
+            check_spec(info, spec)
+
+    def predict(self, image) -> Prediction:
+        """Read one image: a PIL image, bytes, a path or a numpy array."""
+        return self.predict_batch([image])[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, images, batch_size: int = 32) -> list[Prediction]:
+        """Read many images; each Prediction's elapsed_ms is its share of the batch's time."""
+        images = [open_image(im) for im in images]
+        predictions = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            t0 = time.perf_counter()
+            readings = {form: self._read(form, chunk) for form in self.models}
+            elapsed = (time.perf_counter() - t0) * 1000 / len(chunk)
+            for i in range(len(chunk)):
+                predictions.append(Prediction(one_go=readings.get("one_go", [None] * len(chunk))[i],
+                                              sequential=readings.get("sequential", [None] * len(chunk))[i],
+                                              elapsed_ms=elapsed))
+        return predictions
+
+    def _read(self, form: str, images) -> list[Reading]:
+        model, spec = self.models[form], self.infos[form].spec
+        batch = torch.stack([spec.preprocess(im) for im in images]).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            if form == "sequential":
+                logits, maps = model.forward_with_maps(batch)
+                maps = maps.float().numpy()
+            else:
+                logits, maps = model(batch), None
+        probs = logits.float().softmax(-1)
+        conf, idx = probs.max(-1)
+        readings = []
+        for b in range(len(images)):
+            chars = [CharReading(spec.alphabet[int(i)], float(c)) for i, c in zip(idx[b], conf[b])]
+            readings.append(Reading(text="".join(c.char for c in chars),
+                                    confidence=float(conf[b].prod()),
+                                    chars=chars,
+                                    maps=None if maps is None else maps[b]))
+        return readings

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny real models (timm resnet18 at a small input) so the suite stays fast."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from captcha.models import build_model  # noqa: E402
+from captcha.spec import CaptchaSpec  # noqa: E402
+from captcha.weights import FILENAMES, save_weights  # noqa: E402
+
+# One thread: tests share 2 cores with subprocesses (servers, torchrun); oversubscribed
+# OpenMP threads are far slower than one.
+torch.set_num_threads(1)
+
+TINY_SPEC = CaptchaSpec(alphabet="0123456789abcdef", length=4, height=32, width=64)
+
+
+def subprocess_env(**extra) -> dict:
+    """Environment for child processes: offline, one thread each, the repo importable."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A weights folder with both forms: resnet18, random init, TINY_SPEC."""
+    folder = tmp_path_factory.mktemp("tiny_weights")
+    torch.manual_seed(0)
+    for form in ("one_go", "sequential"):
+        save_weights(folder / FILENAMES[form], build_model(form, TINY_SPEC, arch="resnet18"), form, "resnet18",
+                     summary={"note": "random init, for tests"})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> list[Path]:
+    """The shipped sample CAPTCHAs in data/ (file name = answer)."""
+    return sorted(p for p in (ROOT / "data").iterdir() if p.suffix.lower() == ".png")
