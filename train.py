@@ -35,7 +35,7 @@ from captcha.weights import FILENAMES, find_weights, load_weights, save_weights
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--data", type=Path, help="folder of images named by their answers (abc12.png, abc12_2.png)")
+    g.add_argument("--data", type=Path, nargs="+", help="folder(s) of images named by their answers (abc12.png, abc12_2.png)")
     g.add_argument("--val", type=Path, help="separate validation folder (default: a split of --data)")
     g.add_argument("--val-fraction", type=float, default=0.1, help="share of --data labels held out (default 0.1)")
     g.add_argument("--skip-invalid", action="store_true", help="skip files whose names are not valid labels")
@@ -48,6 +48,8 @@ def parse_args(argv=None):
     g.add_argument("--alphabet", default=DEFAULT_ALPHABET, help="characters a CAPTCHA may contain")
     g.add_argument("--length", type=int, default=DEFAULT_LENGTH, help="characters per CAPTCHA")
     g.add_argument("--size", default=str(DEFAULT_HEIGHT), help="model input: N (square) or HxW, e.g. 96x192")
+    g.add_argument("--crop", default="0,0,1,1", help="part of each image the model reads, as fractions "
+                   "left,top,right,bottom (e.g. 0,0.25,1,0.75 for text centred vertically)")
     g = p.add_argument_group("model and schedule")
     g.add_argument("--form", default="both", choices=["one-go", "sequential", "both"])
     g.add_argument("--arch", default="resnet50", help="any timm CNN (default resnet50)")
@@ -74,6 +76,12 @@ def parse_args(argv=None):
         p.error("give --epochs or --steps, not both")
     if args.data is None and not args.synthetic:
         p.error("give --data DIR (images named by their answers) or --synthetic N (generated CAPTCHAs)")
+    try:
+        size = [int(v) for v in args.size.lower().split("x")]
+        args.crop = tuple(float(v) for v in args.crop.split(","))
+    except ValueError:
+        p.error("--size is N or HxW (e.g. 128 or 96x192); --crop is four fractions, e.g. 0,0.25,1,0.75")
+    args.height, args.width = size[0], size[-1]
     return args
 
 
@@ -149,16 +157,17 @@ def make_datasets(args, spec: CaptchaSpec, rt: Runtime):
     """(train dataset, validation dataset, a line describing the data)."""
     parts, val, notes = [], None, []
     if args.data:
-        samples = scan_folder(args.data, spec, skip_invalid=args.skip_invalid, warn=rt.print)
+        samples = [s for folder in args.data for s in scan_folder(folder, spec, args.skip_invalid, warn=rt.print)]
         if args.val:
             train_samples, val_samples = samples, scan_folder(args.val, spec, skip_invalid=args.skip_invalid, warn=rt.print)
         else:
             train_samples, val_samples = split_samples(samples, args.val_fraction, seed=args.seed)
         if not train_samples:
-            raise CaptchaError(f"{args.data}: nothing left to train on after the validation split; add images or use --val")
+            raise CaptchaError(f"{' '.join(map(str, args.data))}: nothing left to train on after the validation "
+                               f"split; add images or use --val")
         parts.append(FolderDataset(train_samples, spec, augment=args.augment, seed=args.seed))
         val = FolderDataset(val_samples, spec) if val_samples else None
-        notes.append(f"{len(train_samples)} images from {args.data}")
+        notes.append(f"{len(train_samples)} images from {', '.join(str(d) for d in args.data)}")
     if args.synthetic:
         parts.append(SyntheticDataset(args.synthetic, spec, seed=args.seed, fonts=args.fonts, augment=args.augment))
         notes.append(f"{args.synthetic} generated (seed {args.seed})")
@@ -286,6 +295,7 @@ def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str
              f"{f' x {rt.world} processes' if rt.world > 1 else ''}, {'bf16' if rt.bf16 else 'fp32'} on {rt.device}")
     bar = tqdm(total=total_steps, initial=step, desc=form, disable=not rt.main, dynamic_ncols=True)
     run_loss = run_chars = run_strings = None
+    window_loss = window_chars = window_steps = 0.0  # means since the last validation, for metrics.json
     seen, train_time, last_ckpt = 0, 0.0, time.time()
     model.train()
     while step < total_steps:
@@ -310,10 +320,12 @@ def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str
 
             with torch.no_grad():
                 hit = logits.argmax(-1) == y
-                ema = lambda old, new: new if old is None else 0.98 * old + 0.02 * new
+                ema = lambda old, new: new if old is None else 0.95 * old + 0.05 * new
                 run_loss = ema(run_loss, loss.item())
                 run_chars = ema(run_chars, hit.float().mean().item())
                 run_strings = ema(run_strings, hit.all(1).float().mean().item())
+                window_loss, window_chars = window_loss + loss.item(), window_chars + hit.float().mean().item()
+                window_steps += 1
             bar.update(1)
             bar.set_postfix(loss=f"{run_loss:.3f}", char=f"{run_chars:.1%}", str=f"{run_strings:.1%}",
                             img_s=f"{seen / max(train_time, 1e-9):.1f}", refresh=False)
@@ -321,12 +333,14 @@ def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str
             if step % eval_every == 0 or step == total_steps:
                 result = evaluate(model, val_loader, rt)
                 entry = {"step": step, "epoch": round(epoch + batch_in_epoch / steps_per_epoch, 3),
-                         "train_loss": round(run_loss, 5), "train_char_accuracy": round(run_chars, 5),
+                         "train_loss": round(window_loss / window_steps, 5),
+                         "train_char_accuracy": round(window_chars / window_steps, 5),
                          **{k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()},
                          "images_per_s": round(seen / max(train_time, 1e-9), 2)}
+                window_loss = window_chars = window_steps = 0.0
                 history.append(entry)
                 rt.print(f"{form} step {step}: val full-string {result['string_accuracy']:.2%}, "
-                         f"per-char {result['char_accuracy']:.2%} ({result['count']} images), loss {run_loss:.4f}")
+                         f"per-char {result['char_accuracy']:.2%} ({result['count']} images), train loss {entry['train_loss']:.4f}")
                 if result["string_accuracy"] >= best["string_accuracy"] and rt.main:
                     best = {**entry, "samples_seen": step * args.batch_size * rt.world}
                     save_weights(out / FILENAMES[form], raw, form, args.arch, summary={
@@ -362,8 +376,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     rt = Runtime(args)
     random.seed(args.seed)
-    size = args.size.lower().split("x")
-    spec = CaptchaSpec(args.alphabet, args.length, int(size[0]), int(size[-1]))
+    spec = CaptchaSpec(args.alphabet, args.length, args.height, args.width, crop=args.crop)
     train_set, val_set, data_note = make_datasets(args, spec, rt)
     rt.print(f"data: {data_note}")
     forms = ["one_go", "sequential"] if args.form == "both" else [form_name(args.form)]

@@ -1,4 +1,4 @@
-"""Command line: python -m captcha {predict,evaluate,synth,clean,bench} ... (see --help)."""
+"""Command line: python -m captcha {predict,evaluate,synth,clean,bench,push} ... (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -13,10 +13,8 @@ DEFAULT_WEIGHTS = str(Path(__file__).resolve().parent.parent / "weights")
 
 
 def _recognizer(args):
-    import torch
-    from .recognizer import Recognizer
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
+    from .recognizer import Recognizer, set_threads
+    set_threads(getattr(args, "threads", None))
     return Recognizer.from_pretrained(args.weights, precision=args.precision)
 
 
@@ -103,12 +101,27 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    from .hub import plan, push
+    upload = plan(args.repo_id, space=args.space, weights=args.weights)
+    if args.dry_run:
+        print(upload.listing() + "\ndry run: nothing was uploaded")
+        for problem in upload.problems():
+            print(f"warning: {problem}", file=sys.stderr)
+        return 0
+    if problems := upload.problems():
+        raise CaptchaError("refusing to push: " + "; ".join(problems))
+    print(f"pushed to {push(upload, private=args.private)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m captcha", description="Read, grade, generate and clean text CAPTCHAs.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_options(q):
-        q.add_argument("--weights", default=DEFAULT_WEIGHTS, help="weights folder or .safetensors file (default: the shipped weights/)")
+        q.add_argument("--weights", default=DEFAULT_WEIGHTS,
+                       help="weights folder, .safetensors file or Hub repo id user/name (default: the shipped weights/)")
         q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
         q.add_argument("--threads", type=int, help="torch CPU threads")
 
@@ -157,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_bench)
+
+    q = sub.add_parser("push", help="upload the weights as a Hub model repo, or the app as a Gradio Space")
+    q.add_argument("--repo-id", required=True, help="user/name (or org/name) on the Hugging Face Hub")
+    q.add_argument("--space", action="store_true",
+                   help="push the app (app.py, streamlit_app.py, captcha/, weights/, data/, ...) as a Gradio Space")
+    q.add_argument("--weights", type=Path, default=Path(DEFAULT_WEIGHTS),
+                   help="weights folder for a model repo (a Space takes this checkout's weights/)")
+    q.add_argument("--private", action="store_true", help="create the repo private")
+    q.add_argument("--dry-run", action="store_true", help="list what would be uploaded, and where; upload nothing")
+    q.set_defaults(func=cmd_push)
     return p
 
 

@@ -61,7 +61,7 @@ def _decode(fp, name: str, max_pixels: int) -> Image.Image:
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         if isinstance(e, UnidentifiedImageError):
             raise ImageError(f"{name}: not an image (or a format Pillow cannot read)") from None
-        raise ImageError(f"{name}: refused as a possible decompression bomb ({e})") from None
+        raise ImageError(f"{name}: too large to be a CAPTCHA (Pillow's decompression-bomb guard: {e})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{name}: the image is truncated or corrupted ({e})") from None
     try:
@@ -106,7 +106,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
             array = np.clip(array * (255.0 if array.max(initial=0) <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         else:
             array = _to_8bit(array)
-        return Image.fromarray(array, "L").convert("RGB")
+        return Image.fromarray(array).convert("RGB")
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         if image.mode == "RGB":

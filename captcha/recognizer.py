@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import WeightsError
+from .hub import resolve
 from .images import open_image
 from .models import FORMS
 from .spec import CaptchaSpec
@@ -57,6 +57,16 @@ class Prediction:
         return out
 
 
+def set_threads(n: int | None) -> int:
+    """Set torch's CPU thread count (None/0: leave torch's default); returns the count in use.
+
+    For front ends, which never import torch themselves.
+    """
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
 def bf16_is_fast() -> bool:
     """bf16 pays off on CPUs with native bf16 units (AVX512-BF16, AMX); elsewhere it is emulated."""
     try:
@@ -84,11 +94,12 @@ class Recognizer:
     @classmethod
     def from_pretrained(cls, path="weights", forms=FORMS, spec: CaptchaSpec | None = None,
                         precision: str = "auto") -> "Recognizer":
-        """Load the forms found in a weights folder (or one .safetensors file).
+        """Load the forms found in a weights folder, one .safetensors file or a Hub repo id (`user/name`).
 
-        `spec`, if given, refuses weights made for another alphabet or length.
+        A local path wins over a repo id spelled the same. `spec`, if given, refuses weights
+        made for another alphabet or length.
         """
-        path = Path(path)
+        path = resolve(path)
         if path.is_file():
             model, info = load_weights(path, expect_spec=spec)
             return cls({info.form: model}, {info.form: info}, precision)

@@ -35,6 +35,9 @@ class CaptchaSpec:
     length: int = DEFAULT_LENGTH
     height: int = DEFAULT_HEIGHT
     width: int = DEFAULT_WIDTH
+    # The part of the image the model reads, as fractions (left, top, right, bottom). The
+    # Large Captcha Dataset centres its text vertically, so its models can skip empty rows.
+    crop: tuple = (0.0, 0.0, 1.0, 1.0)
 
     def __post_init__(self):
         if not isinstance(self.alphabet, str) or not self.alphabet:
@@ -50,6 +53,11 @@ class CaptchaSpec:
             raise SpecError("the alphabet may not contain whitespace")
         if not isinstance(self.length, int) or self.length < 1:
             raise SpecError(f"the CAPTCHA length must be an integer >= 1, got {self.length!r}")
+        crop = tuple(float(v) for v in self.crop) if len(self.crop) == 4 else None
+        if crop is None or not (0 <= crop[0] < crop[2] <= 1 and 0 <= crop[1] < crop[3] <= 1):
+            raise SpecError(f"crop must be fractions (left, top, right, bottom) with left < right and "
+                            f"top < bottom, all in [0, 1]; got {self.crop!r}")
+        object.__setattr__(self, "crop", crop)
         for name in ("height", "width"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 16 <= value <= 1024:
@@ -87,18 +95,24 @@ class CaptchaSpec:
         try:
             data = json.loads(text)
             return cls(alphabet=data["alphabet"], length=int(data["length"]),
-                       height=int(data["height"]), width=int(data["width"]))
+                       height=int(data["height"]), width=int(data["width"]),
+                       crop=tuple(data.get("crop", (0.0, 0.0, 1.0, 1.0))))
         except (ValueError, KeyError, TypeError) as e:
             raise SpecError(f"not a valid CAPTCHA spec: {e}") from None
 
     def describe(self) -> str:
-        return f"{self.length} characters of {self.alphabet!r} at {self.width}x{self.height}"
+        crop = "" if self.crop == (0.0, 0.0, 1.0, 1.0) else f" (reading box {self.crop})"
+        return f"{self.length} characters of {self.alphabet!r}, input {self.height}x{self.width} (HxW){crop}"
 
     # --- model input --------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """An RGB PIL image -> float tensor [3, height, width], resized and normalised."""
+        """An RGB PIL image -> float tensor [3, height, width]: cropped to `crop`, resized, normalised."""
         if image.mode != "RGB":
             image = image.convert("RGB")
+        if self.crop != (0.0, 0.0, 1.0, 1.0):
+            w, h = image.size
+            left, top, right, bottom = (round(f * n) for f, n in zip(self.crop, (w, h, w, h)))
+            image = image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
         if image.size != (self.width, self.height):
             image = image.resize((self.width, self.height), Image.Resampling.BILINEAR, reducing_gap=None)
         array = np.asarray(image, dtype=np.float32) / 255.0

@@ -1,0 +1,118 @@
+"""python -m captcha: each command as a user runs it (subprocesses, tiny weights)."""
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from captcha import synth
+from captcha.recognizer import Recognizer
+
+from conftest import ROOT, TINY_SPEC, subprocess_env
+
+
+def cli(*args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "captcha", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=subprocess_env(), cwd=ROOT)
+
+
+def test_predict_json_lines_match_the_recognizer(tiny_weights, sample_images):
+    result = cli("predict", *sample_images[:3], "--weights", tiny_weights, "--precision", "fp32")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    rec = Recognizer.from_pretrained(tiny_weights, precision="fp32")
+    for row, path in zip(rows, sample_images[:3]):
+        pred = rec.predict(path)
+        assert row["file"] == str(path)
+        assert (row["one_go"]["text"], row["sequential"]["text"]) == (pred.one_go.text, pred.sequential.text)
+
+
+def test_predict_reports_a_bad_file_and_reads_the_rest(tiny_weights, sample_images, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    result = cli("predict", bad, sample_images[0], "--weights", tiny_weights)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 1 and "not an image" in rows[0]["error"] and rows[1]["one_go"]["text"]
+
+
+def test_evaluate_table_and_json(tiny_weights, tmp_path):
+    folder = tmp_path / "val"
+    synth.write_folder(folder, 12, seed=3, alphabet=TINY_SPEC.alphabet, length=TINY_SPEC.length)
+    out = tmp_path / "results.json"
+    result = cli("evaluate", folder, "--weights", tiny_weights, "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "| one_go |" in result.stdout and "| sequential |" in result.stdout and "confusions" in result.stdout
+    data = json.loads(out.read_text())
+    rec = Recognizer.from_pretrained(tiny_weights)
+    for form in ("one_go", "sequential"):
+        r = data[form]
+        assert r["count"] == 12 and 0 <= r["string_accuracy"] <= r["case_insensitive_accuracy"] <= 1
+        wrong = {e["file"] for e in r["errors"]}
+        # every counted error is a real misreading
+        for path in folder.iterdir():
+            read = getattr(rec.predict(path), form).text
+            assert (read != path.stem.split("_")[0]) == (path.name in wrong)
+
+
+def test_evaluate_refuses_labels_of_another_alphabet(tiny_weights, tmp_path):
+    folder = tmp_path / "val"
+    synth.write_folder(folder, 2, alphabet="XYZ", length=4)
+    result = cli("evaluate", folder, "--weights", tiny_weights, "--alphabet", "XYZ")
+    assert result.returncode == 2 and "were asked for" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_synth_writes_named_captchas(tmp_path):
+    result = cli("synth", tmp_path / "out", "--count", "5", "--length", "6", "--alphabet", "abc123")
+    assert result.returncode == 0, result.stderr
+    files = sorted((tmp_path / "out").iterdir())
+    assert len(files) == 5 and all(len(f.stem.split("_")[0]) == 6 for f in files)
+    assert Image.open(files[0]).size == (256, 256)
+
+
+def test_clean_moves_corrupted_files_aside_and_reports_bad_names(tmp_path):
+    folder = tmp_path / "data"
+    synth.write_folder(folder, 3, seed=1)
+    good = sorted(p.name for p in folder.iterdir())
+    data = (folder / good[0]).read_bytes()
+    (folder / "trunc.png").write_bytes(data[: len(data) // 3])      # truncated PNG
+    (folder / "Ab12x.png").write_bytes(b"definitely not a png")       # not an image
+    synth.generate("ab!").save(folder / "ab!.png")                     # decodes, but no label
+    result = cli("clean", folder)
+    assert result.returncode == 0, result.stderr
+    assert "2 corrupted" in result.stdout and "trunc.png" in result.stdout and "ab!.png" in result.stdout
+    assert sorted(p.name for p in (folder / "_corrupted").iterdir()) == ["Ab12x.png", "trunc.png"]
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == sorted(good + ["ab!.png"])
+    # nothing was lost: the moved files are byte-for-byte what was there
+    assert (folder / "_corrupted" / "trunc.png").read_bytes() == data[: len(data) // 3]
+
+
+def test_clean_delete_and_dry_run(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "Ab12x.png").write_bytes(b"junk")
+    dry = cli("clean", folder, "--dry-run", "--json")
+    assert json.loads(dry.stdout)["corrupted"] == 1 and (folder / "Ab12x.png").exists()
+    result = cli("clean", folder, "--delete")
+    assert result.returncode == 0 and not (folder / "Ab12x.png").exists() and not (folder / "_corrupted").exists()
+
+
+def test_bench_reports_latency_and_throughput(tiny_weights):
+    result = cli("bench", "--weights", tiny_weights, "--runs", "5", "--batch-size", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data["forms"]) == {"one_go", "sequential"}
+    assert 0 < data["single_image"]["p50_ms"] <= data["single_image"]["p95_ms"]
+    assert data["batch"]["images_per_s"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["predict", "x.png", "--weights", "/nonexistent/weights"], "no such weights folder"),
+    (["evaluate", "/nonexistent/folder"], "no such"),
+    (["clean", "/nonexistent/folder"], "no such folder"),
+])
+def test_clear_errors(args, message, tiny_weights):
+    if args[0] == "evaluate":
+        args = args + ["--weights", str(tiny_weights)]
+    result = cli(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from captcha.models import OneGo, Sequential, build_model, form_name, strip_prior
+from captcha.spec import CaptchaSpec
+
+SPEC = CaptchaSpec(alphabet="0123456789abcdef", length=4, height=32, width=64)
+
+
+@pytest.mark.parametrize("form", ["one_go", "sequential"])
+def test_forward_shapes(form):
+    model = build_model(form, SPEC, arch="resnet18").eval()
+    with torch.no_grad():
+        logits = model(torch.randn(3, 3, 32, 64))
+    assert tuple(logits.shape) == (3, 4, 16)
+
+
+def test_sequential_maps_are_per_position_distributions():
+    model = Sequential(SPEC, arch="resnet18").eval()
+    with torch.no_grad():
+        logits, maps = model.forward_with_maps(torch.randn(2, 3, 32, 64))
+    assert maps.shape[:2] == (2, 4) and maps.shape[2] * 16 == 32 and maps.shape[3] * 16 == 64  # stride 16
+    assert torch.allclose(maps.sum((2, 3)), torch.ones(2, 4), atol=1e-5)
+    assert len(model.classifiers) == 4  # one classifier per position, one trunk
+
+
+def test_strip_prior_puts_position_k_in_strip_k():
+    prior = strip_prior(5, 2, 15)
+    assert [int(prior[k, 1].argmax()) for k in range(5)] == [1, 4, 7, 10, 13]
+
+
+def test_one_go_has_one_head_over_the_spatial_map():
+    model = OneGo(SPEC, arch="resnet18")
+    assert model.head[-1].out_features == 4 * 16
+
+
+def test_form_names():
+    assert form_name("one-go") == form_name("one_go") == "one_go"
+    with pytest.raises(ValueError):
+        form_name("both")

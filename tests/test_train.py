@@ -1,0 +1,126 @@
+"""train.py end to end, as a user runs it: real subprocesses, tiny models, generated data."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors import safe_open
+
+from captcha import synth
+from captcha.recognizer import Recognizer
+
+from conftest import ROOT, subprocess_env
+
+TINY = ["--arch", "resnet18", "--size", "32x64", "--batch-size", "8", "--workers", "0", "--threads", "1"]
+
+
+def train(*args, timeout=300, **kw):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True,
+                          timeout=timeout, env=subprocess_env(), cwd=ROOT, **kw)
+
+
+def test_trains_both_forms_and_loss_goes_down(tmp_path):
+    out = tmp_path / "run"
+    result = train("--synthetic", "64", "--synthetic-val", "16", "--alphabet", "0123456789", "--length", "4",
+                   "--form", "both", "--steps", "40", "--eval-every", "10", "--lr", "2e-3", "--out", str(out), *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for form in ("one_go", "sequential"):
+        history = metrics["forms"][form]["history"]
+        assert [h["step"] for h in history] == [10, 20, 30, 40]
+        assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.05, history
+        assert history[-1]["images_per_s"] > 0
+    assert "init sequential: trunk from" in result.stderr + result.stdout  # sequential starts from one-go
+    rec = Recognizer.from_pretrained(out)
+    assert set(rec.models) == {"one_go", "sequential"} and rec.spec.alphabet == "0123456789"
+    pred = rec.predict(synth.generate("0123", seed=1))
+    assert len(pred.one_go.text) == len(pred.sequential.text) == 4
+
+
+def test_issue_command_on_a_folder_of_six_character_captchas(tmp_path):
+    """The 'done when' command on a folder of 6-character CAPTCHAs (at a small input, for speed)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    data = tmp_path / "six"
+    synth.write_folder(data, 40, seed=5, alphabet=alphabet, length=6)
+    out = tmp_path / "OUT"
+    result = train("--data", str(data), "--alphabet", alphabet, "--length", "6", "--form", "both",
+                   "--arch", "resnet18", "--steps", "20", "--out", str(out), "--size", "64", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("one_go.safetensors", "sequential.safetensors"):
+        with safe_open(str(out / name), "pt") as f:
+            spec = json.loads(f.metadata()["spec"])
+        assert spec["alphabet"] == alphabet and spec["length"] == 6
+
+
+def test_resume_after_a_kill(tmp_path):
+    out = tmp_path / "run"
+    args = ["--synthetic", "64", "--synthetic-val", "8", "--alphabet", "01", "--length", "2", "--form", "one-go",
+            "--steps", "150", "--eval-every", "5", "--out", str(out), *TINY]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], env=subprocess_env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = out / "checkpoints" / "one_go.pt"
+    deadline = time.time() + 240
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    killed_at = json.loads((out / "metrics.json").read_text())["forms"]["one_go"]["history"][-1]["step"]
+    assert 0 < killed_at < 150
+
+    result = train(*args, "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = [line for line in (result.stdout + result.stderr).splitlines() if "resumed from" in line]
+    assert resumed and int(resumed[0].split("at step ")[1].split("/")[0]) > 0
+    history = json.loads((out / "metrics.json").read_text())["forms"]["one_go"]["history"]
+    steps = [h["step"] for h in history]
+    assert steps == sorted(set(steps)) and steps[-1] == 150  # one history, continued, finished
+    assert Recognizer.from_pretrained(out).models
+
+
+def test_torchrun_two_processes_with_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "train.py"), "--synthetic", "48", "--synthetic-val", "8", "--alphabet", "0123456789",
+           "--length", "4", "--form", "one-go", "--steps", "6", "--eval-every", "3", "--out", str(out), *TINY]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    history = metrics["forms"]["one_go"]["history"]
+    assert [h["step"] for h in history] == [3, 6] and history[-1]["count"] == 8  # validation summed over ranks
+    assert "x 2 processes" in result.stderr + result.stdout
+    assert Recognizer.from_pretrained(out).models
+
+
+@pytest.mark.parametrize("case", ["bad label", "empty folder", "missing folder", "bad init", "bad size"])
+def test_bad_input_gets_one_clear_message(tmp_path, case):
+    data = tmp_path / "data"
+    data.mkdir()
+    args = ["--data", str(data), "--alphabet", "0123456789", "--length", "4", "--steps", "2", "--out",
+            str(tmp_path / "out"), *TINY]
+    if case == "bad label":
+        synth.write_folder(data, 3, alphabet="0123456789", length=4)
+        synth.generate("12x4").save(data / "12x4.png")
+        expect = "12x4.png"
+    elif case == "empty folder":
+        expect = "no images"
+    elif case == "missing folder":
+        args[1] = str(tmp_path / "nope")
+        expect = "no such folder"
+    elif case == "bad init":
+        synth.write_folder(data, 3, alphabet="0123456789", length=4)
+        args += ["--init", str(tmp_path / "no-weights")]
+        expect = "neither a weights folder"
+    else:
+        args += ["--size", "big"]
+        expect = "--size is N or HxW"
+    before = sorted(p.name for p in data.iterdir()) if data.exists() else None
+    result = train(*args)
+    assert result.returncode != 0
+    assert expect in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+    if before is not None:
+        assert sorted(p.name for p in data.iterdir()) == before  # nothing lost or moved
