@@ -95,7 +95,7 @@ def cmd_bench(args) -> int:
         return 0
     s = result["single_image"]
     print(f"forms: {', '.join(result['forms'])} ({result['precision']}, {result['threads']} threads, "
-          f"input HxW {result["input_hxw"]})")
+          f"input HxW {result['input_hxw']})")
     print(f"single image, all forms: p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms over {s['runs']} runs")
     print(f"batch of {result['batch']['batch_size']}: {result['batch']['images_per_s']} images/s")
     return 0
