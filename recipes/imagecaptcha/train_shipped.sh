@@ -13,7 +13,7 @@ bash "$(dirname "$0")/build.sh"
 
 COMMON=(--data "$DATA/train-v071" "$DATA/train-v03" --val-fraction 0.01 --synthetic 50000
         --size 96x192 --crop 0,0.25,1,0.75 --arch resnet50 --batch-size 32 --lr 1e-3
-        --eval-every 2000 --workers 1 --threads "$THREADS" --seed 0 --out "$OUT" --resume)
+        --eval-every 2000 --workers 0 --threads "$THREADS" --seed 0 --out "$OUT" --resume)
 
 python train.py "${COMMON[@]}" --form one-go --steps "${ONE_GO_STEPS:-18000}"
 python train.py "${COMMON[@]}" --form sequential --steps "${SEQUENTIAL_STEPS:-12000}" --init "$OUT"
