@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -28,12 +29,17 @@ class CharReading:
 
 @dataclass
 class Reading:
-    """One form's reading of one image. `maps` ([length, h, w], sequential only) is where it looked."""
+    """One form's reading of one image.
+
+    `maps` ([length, h, w], sequential only) is where it looked, over the part of the image
+    given by `box` (left, top, right, bottom fractions: the spec's crop).
+    """
 
     text: str
     confidence: float
     chars: list[CharReading]
     maps: np.ndarray | None = field(default=None, repr=False)
+    box: tuple = (0.0, 0.0, 1.0, 1.0)
 
     def to_dict(self) -> dict:
         return {"text": self.text, "confidence": round(self.confidence, 6),
@@ -120,9 +126,7 @@ class Recognizer:
         return next(iter(self.infos.values())).spec
 
     def describe(self) -> dict:
-        return {form: {"arch": info.arch, "spec": {"alphabet": info.spec.alphabet, "length": info.spec.length,
-                                                    "height": info.spec.height, "width": info.spec.width},
-                       "summary": info.summary}
+        return {form: {"arch": info.arch, "spec": json.loads(info.spec.to_json()), "summary": info.summary}
                 for form, info in self.infos.items()}
 
     def check_alphabet(self, spec: CaptchaSpec) -> None:
@@ -167,5 +171,6 @@ class Recognizer:
             readings.append(Reading(text="".join(c.char for c in chars),
                                     confidence=float(conf[b].prod()),
                                     chars=chars,
-                                    maps=None if maps is None else maps[b]))
+                                    maps=None if maps is None else maps[b],
+                                    box=spec.crop))
         return readings
