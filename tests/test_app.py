@@ -123,7 +123,8 @@ def test_health_reports_the_loaded_models(server):
     for form in body["models"].values():
         assert form["arch"] == "resnet18"
         assert form["spec"] == {"alphabet": TINY_SPEC.alphabet, "length": TINY_SPEC.length,
-                                "height": TINY_SPEC.height, "width": TINY_SPEC.width}
+                                "height": TINY_SPEC.height, "width": TINY_SPEC.width,
+                                "crop": list(TINY_SPEC.crop)}
     assert body["limits"] == {"max_upload_mb": MAX_UPLOAD_MB, "max_batch": MAX_BATCH}
 
 
