@@ -58,3 +58,9 @@ def test_single_form_folder(tiny_weights, tmp_path):
     rec = Recognizer.from_pretrained(tmp_path)
     pred = rec.predict(Image.new("RGB", (64, 32), "white"))
     assert pred.one_go is None and pred.sequential is not None and set(pred.readings()) == {"sequential"}
+
+
+def test_package_level_api(tiny_weights, sample_images):
+    import captcha
+    pred = captcha.Recognizer.from_pretrained(tiny_weights).predict(sample_images[0])
+    assert isinstance(pred, captcha.Prediction) and isinstance(pred.one_go, captcha.Reading)
