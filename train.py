@@ -239,12 +239,21 @@ def save_checkpoint(path: Path, state: dict):
 def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str, metrics: dict):
     out = args.out
     ckpt_path = out / "checkpoints" / f"{form}.pt"
+    sampler = EpochSampler(len(train_set), args.seed, rt.rank, rt.world)
+    steps_per_epoch = max(1, len(sampler) // args.batch_size)
+    total_steps = args.steps or max(1, round((args.epochs or 10) * steps_per_epoch))
+    eval_every = args.eval_every or min(steps_per_epoch, total_steps)
     ckpt = None
     if args.resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ckpt["spec"] != spec.to_json() or ckpt["arch"] != args.arch:
             raise CaptchaError(f"{ckpt_path}: was made for {ckpt['arch']} / {ckpt['spec']}, not this run's "
                                f"options; use another --out or drop --resume")
+        planned = (ckpt.get("total_steps", total_steps), ckpt.get("batch_size", args.batch_size))
+        if planned != (total_steps, args.batch_size):
+            raise CaptchaError(f"{ckpt_path}: this run was started with {planned[0]} steps of batch {planned[1]}, "
+                               f"not {total_steps} of {args.batch_size}; resume with the same schedule, or start a "
+                               f"new run that continues from its weights: --init {out} --out NEW_DIR")
         if ckpt.get("done"):
             rt.print(f"{form}: already trained in {out} (step {ckpt['step']}); skipping")
             return ckpt["best"]
@@ -260,10 +269,6 @@ def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str
     if rt.distributed:
         model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
 
-    sampler = EpochSampler(len(train_set), args.seed, rt.rank, rt.world)
-    steps_per_epoch = max(1, len(sampler) // args.batch_size)
-    total_steps = args.steps or max(1, round((args.epochs or 10) * steps_per_epoch))
-    eval_every = args.eval_every or min(steps_per_epoch, total_steps)
     decay = [p for p in raw.parameters() if p.ndim >= 2]
     no_decay = [p for p in raw.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -289,7 +294,8 @@ def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str
             save_checkpoint(ckpt_path, {
                 "model": raw.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": best, "history": history,
-                "spec": spec.to_json(), "arch": args.arch, "done": done})
+                "spec": spec.to_json(), "arch": args.arch, "done": done,
+                "total_steps": total_steps, "batch_size": args.batch_size})
 
     rt.print(f"{form}: {args.arch}, {spec.describe()}, {total_steps} steps of {args.batch_size}"
              f"{f' x {rt.world} processes' if rt.world > 1 else ''}, {'bf16' if rt.bf16 else 'fp32'} on {rt.device}")

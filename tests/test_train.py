@@ -80,6 +80,9 @@ def test_resume_after_a_kill(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 150  # one history, continued, finished
     assert Recognizer.from_pretrained(out).models
 
+    longer = train(*[a if a != "150" else "300" for a in args], "--resume")  # another schedule: refused
+    assert longer.returncode == 2 and "--init" in longer.stderr and "Traceback" not in longer.stderr
+
 
 def test_torchrun_two_processes_with_gloo(tmp_path):
     out = tmp_path / "ddp"
