@@ -84,9 +84,20 @@ def cmd_clean(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench
+    from .bench import bench, train_throughput
     from .images import open_image
+    from .recognizer import set_threads
     from .synth import generate
+    if args.train:  # training speed of fresh models: no weights needed
+        set_threads(args.threads)
+        height, width = (int(v) for v in (args.size.split("x") * 2)[:2])
+        crop = tuple(float(v) for v in args.crop.split(","))
+        spec = CaptchaSpec(args.alphabet, args.length, height, width, crop)
+        rows = {f"{form} {p}": round(train_throughput(form, spec, args.arch, p == "bf16", args.batch_size), 1)
+                for form in ("one_go", "sequential") for p in ("fp32", "bf16")}
+        print(json.dumps({"arch": args.arch, "input_hxw": f"{height}x{width}", "batch_size": args.batch_size,
+                          "threads": set_threads(None), "images_per_s": rows}, indent=2))
+        return 0
     rec = _recognizer(args)
     image = open_image(args.image) if args.image else generate("aB3xY", seed=0)
     result = bench(rec, image, runs=args.runs, batch_size=args.batch_size)
@@ -169,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--runs", type=int, default=50)
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--json", action="store_true")
+    q.add_argument("--train", action="store_true",
+                   help="measure training images/s of fresh models instead (fp32 vs bf16, both forms)")
+    q.add_argument("--arch", default="resnet50", help="with --train")
+    q.add_argument("--size", default="128", help="with --train: N or HxW")
+    q.add_argument("--crop", default="0,0,1,1", help="with --train")
+    spec_options(q)
     q.set_defaults(func=cmd_bench)
 
     q = sub.add_parser("push", help="upload the weights as a Hub model repo, or the app as a Gradio Space")

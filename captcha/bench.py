@@ -43,3 +43,27 @@ def bench(recognizer: Recognizer, image, runs: int = 50, warmup: int = 5, batch_
         "single_image": {"runs": runs, **_percentiles(single)},
         "batch": {"batch_size": batch_size, "images_per_s": round(throughput, 1)},
     }
+
+
+def train_throughput(form: str, spec, arch: str = "resnet50", bf16: bool = True, batch_size: int = 32,
+                     steps: int = 4) -> float:
+    """Images/s of full training steps (forward, backward, AdamW) on random data, channels-last.
+
+    The first step (allocation, kernel selection) is not counted.
+    """
+    from .models import build_model
+    model = build_model(form, spec, arch=arch).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(model.parameters())
+    x = torch.randn(batch_size, 3, spec.height, spec.width).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, spec.num_classes, (batch_size, spec.length))
+    times = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - t0)
+    return batch_size / float(np.median(times[1:]))

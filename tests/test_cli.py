@@ -106,6 +106,14 @@ def test_bench_reports_latency_and_throughput(tiny_weights):
     assert data["batch"]["images_per_s"] > 0
 
 
+def test_bench_train_throughput():
+    result = cli("bench", "--train", "--arch", "resnet18", "--size", "32x64", "--batch-size", "4")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["images_per_s"]
+    assert set(rows) == {"one_go fp32", "one_go bf16", "sequential fp32", "sequential bf16"}
+    assert all(v > 0 for v in rows.values())
+
+
 @pytest.mark.parametrize("args, message", [
     (["predict", "x.png", "--weights", "/nonexistent/weights"], "no such weights folder"),
     (["evaluate", "/nonexistent/folder"], "no such"),
