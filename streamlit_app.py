@@ -41,7 +41,7 @@ def sidebar() -> tuple[Recognizer | None, bool]:
     for form, info in rec.describe().items():
         spec = info["spec"]
         st.sidebar.markdown(f"**{FORM_NAMES[form]}**: {info['arch']}, {spec['length']} characters of "
-                            f"{len(spec['alphabet'])}, input {spec['width']}x{spec['height']}")
+                            f"{len(spec['alphabet'])}, input {spec['height']}x{spec['width']} (HxW)")
     attention = "sequential" in rec.models and st.sidebar.checkbox(
         "Show where the sequential form looked", key="attention",
         help="One panel per character position, where it looked in red.")
