@@ -1,6 +1,7 @@
 """Train the one-go and/or sequential CAPTCHA readers on a folder of images named by their answers.
 
     python train.py --data DIR --form both                      # 5 chars of 0-9A-Za-z
+    python train.py --data DIR --form joint                     # both forms on one shared trunk, half the compute
     python train.py --synthetic 50000 --form one-go --steps 2000 # no data: generated CAPTCHAs
     torchrun --nproc_per_node 4 train.py --data DIR ...          # several processes / GPUs (DDP)
 
@@ -51,7 +52,9 @@ def parse_args(argv=None):
     g.add_argument("--crop", default="0,0,1,1", help="part of each image the model reads, as fractions "
                    "left,top,right,bottom (e.g. 0,0.25,1,0.75 for text centred vertically)")
     g = p.add_argument_group("model and schedule")
-    g.add_argument("--form", default="both", choices=["one-go", "sequential", "both"])
+    g.add_argument("--form", default="both", choices=["one-go", "sequential", "both", "joint"],
+                   help="both: two models, one after the other; joint: one trunk with both heads, trained "
+                        "together (one pass per image instead of two; the two files share their trunk)")
     g.add_argument("--arch", default="resnet50", help="any timm CNN (default resnet50)")
     g.add_argument("--init", default="scratch", help="scratch, imagenet (timm download), or a weights folder/file to fine-tune")
     g.add_argument("--epochs", type=float, help="passes over the training data (default 10)")
@@ -187,6 +190,10 @@ def set_epoch(dataset, epoch: int):
 
 def init_from(model, source: str, form: str, spec: CaptchaSpec, arch: str, rt: Runtime):
     """Fine-tune start: the whole model if it matches, else just its trunk (new alphabet or length)."""
+    if form == "joint":  # each head from its own file; the shared trunk ends up as the sequential file's
+        for part in ("one_go", "sequential"):
+            init_from(model.part(part), source, part, spec, arch, rt)
+        return
     path = Path(source)
     files = find_weights(path) if path.is_dir() else ({"file": path} if path.is_file() else {})
     if not files:
@@ -196,7 +203,7 @@ def init_from(model, source: str, form: str, spec: CaptchaSpec, arch: str, rt: R
     if info.arch != arch:
         raise WeightsError(f"--init {file}: holds a {info.arch} model, but --arch is {arch}")
     state = donor.state_dict()
-    if info.form == form and info.spec == spec:
+    if info.form == form and info.spec == spec and info.config == getattr(model, "config", info.config):
         model.load_state_dict(state)
         rt.print(f"init {form}: all weights from {file}")
     else:
@@ -207,26 +214,64 @@ def init_from(model, source: str, form: str, spec: CaptchaSpec, arch: str, rt: R
 
 # ----------------------------------------------------------------------------- train / evaluate
 def loss_fn(logits, targets, smoothing):
+    """Cross-entropy per character; a joint model's logits hold both forms, so targets are repeated."""
+    targets = targets.repeat(1, logits.shape[1] // targets.shape[1])
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), label_smoothing=smoothing)
 
 
+def parts_of(form: str) -> list[str]:
+    """The forms a trained model holds: a joint model holds both."""
+    return ["one_go", "sequential"] if form == "joint" else [form]
+
+
+def hits(logits, targets) -> torch.Tensor:
+    """[B, forms, length] booleans: which characters each form read right."""
+    pred = logits.argmax(-1).view(len(targets), -1, targets.shape[1])
+    return pred == targets[:, None]
+
+
 @torch.no_grad()
-def evaluate(model, loader, rt: Runtime) -> dict:
-    """Full-string and per-character accuracy on the validation set (summed over ranks)."""
+def evaluate(model, loader, rt: Runtime, parts: list[str]) -> dict:
+    """Full-string and per-character accuracy on the validation set (summed over ranks).
+
+    With two parts (joint), each form's accuracies are under its name and the top-level figures
+    are their mean, which picks the best checkpoint.
+    """
     model.eval()
-    strings = chars = count = 0
+    strings, chars, count = [0.0] * len(parts), [0.0] * len(parts), 0
     for x, y in loader:
         x = x.to(rt.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         y = y.to(rt.device)
         with rt.autocast():
-            pred = model(x).argmax(-1)
-        hit = pred == y
-        strings += hit.all(1).sum().item()
-        chars += hit.float().mean(1).sum().item()
+            hit = hits(model(x), y)
+        for i in range(len(parts)):
+            strings[i] += hit[:, i].all(1).sum().item()
+            chars[i] += hit[:, i].float().mean(1).sum().item()
         count += len(y)
     model.train()
-    strings, chars, count = rt.all_sum(strings, chars, count)
-    return {"string_accuracy": strings / max(count, 1), "char_accuracy": chars / max(count, 1), "count": int(count)}
+    *totals, count = rt.all_sum(*strings, *chars, count)
+    count = max(count, 1)
+    per_part = {part: {"string_accuracy": totals[i] / count, "char_accuracy": totals[len(parts) + i] / count}
+                for i, part in enumerate(parts)}
+    result = {"string_accuracy": sum(p["string_accuracy"] for p in per_part.values()) / len(parts),
+              "char_accuracy": sum(p["char_accuracy"] for p in per_part.values()) / len(parts),
+              "count": int(count)}
+    if len(parts) > 1:
+        result.update(per_part)
+    return result
+
+
+def make_schedule(optimizer, lr: float, total_steps: int, warmup: float):
+    """One-cycle: warm up over `warmup` of the steps, then anneal. torch's OneCycleLR divides by
+    zero when a phase is a single step, so the warm-up gets at least two steps, and a run too
+    short for two phases keeps a constant learning rate."""
+    if total_steps < 4:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    pct_start = min(max(warmup, 2.5 / total_steps), 1 - 2.5 / total_steps)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
+                                               pct_start=pct_start, div_factor=20, final_div_factor=200)
 
 
 def save_checkpoint(path: Path, state: dict):
@@ -273,8 +318,7 @@ def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str
     no_decay = [p for p in raw.parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps,
-                                                    pct_start=args.warmup, div_factor=20, final_div_factor=200)
+    scheduler = make_schedule(optimizer, args.lr, total_steps, args.warmup)
     step, epoch, batch_in_epoch = 0, 0, 0
     best = {"string_accuracy": -1.0}
     history = []
@@ -325,11 +369,11 @@ def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str
             train_time += time.perf_counter() - t0
 
             with torch.no_grad():
-                hit = logits.argmax(-1) == y
+                hit = hits(logits, y)
                 ema = lambda old, new: new if old is None else 0.95 * old + 0.05 * new
                 run_loss = ema(run_loss, loss.item())
                 run_chars = ema(run_chars, hit.float().mean().item())
-                run_strings = ema(run_strings, hit.all(1).float().mean().item())
+                run_strings = ema(run_strings, hit.all(2).float().mean().item())
                 window_loss, window_chars = window_loss + loss.item(), window_chars + hit.float().mean().item()
                 window_steps += 1
             bar.update(1)
@@ -337,22 +381,29 @@ def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str
                             img_s=f"{seen / max(train_time, 1e-9):.1f}", refresh=False)
 
             if step % eval_every == 0 or step == total_steps:
-                result = evaluate(model, val_loader, rt)
+                result = evaluate(model, val_loader, rt, parts_of(form))
                 entry = {"step": step, "epoch": round(epoch + batch_in_epoch / steps_per_epoch, 3),
                          "train_loss": round(window_loss / window_steps, 5),
                          "train_char_accuracy": round(window_chars / window_steps, 5),
-                         **{k: round(v, 5) if isinstance(v, float) else v for k, v in result.items()},
+                         **rounded(result),
                          "images_per_s": round(seen / max(train_time, 1e-9), 2)}
                 window_loss = window_chars = window_steps = 0.0
                 history.append(entry)
-                rt.print(f"{form} step {step}: val full-string {result['string_accuracy']:.2%}, "
-                         f"per-char {result['char_accuracy']:.2%} ({result['count']} images), train loss {entry['train_loss']:.4f}")
+                for part in parts_of(form):
+                    shown = result.get(part, result)
+                    rt.print(f"{part} step {step}: val full-string {shown['string_accuracy']:.2%}, "
+                             f"per-char {shown['char_accuracy']:.2%} ({result['count']} images), "
+                             f"train loss {entry['train_loss']:.4f}")
                 if result["string_accuracy"] >= best["string_accuracy"] and rt.main:
                     best = {**entry, "samples_seen": step * args.batch_size * rt.world}
-                    save_weights(out / FILENAMES[form], raw, form, args.arch, summary={
-                        "data": data_note, "steps": step, "batch_size": args.batch_size * rt.world,
-                        "val_string_accuracy": entry["string_accuracy"], "val_char_accuracy": entry["char_accuracy"],
-                        "val_count": entry["count"], "init": args.init, "precision": "bf16" if rt.bf16 else "fp32"})
+                    for part in parts_of(form):
+                        shown = entry.get(part, entry)
+                        save_weights(out / FILENAMES[part], raw.part(part) if form == "joint" else raw, part,
+                                     args.arch, summary={
+                            "data": data_note, "steps": step, "batch_size": args.batch_size * rt.world,
+                            "val_string_accuracy": shown["string_accuracy"], "val_char_accuracy": shown["char_accuracy"],
+                            "val_count": entry["count"], "init": args.init, "trained": form,
+                            "precision": "bf16" if rt.bf16 else "fp32"})
                 metrics["forms"][form] = {"best": best, "history": history, "total_steps": total_steps}
                 if rt.main:
                     write_json(out / "metrics.json", metrics)
@@ -371,6 +422,11 @@ def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str
     return best
 
 
+def rounded(result: dict) -> dict:
+    return {k: rounded(v) if isinstance(v, dict) else round(v, 5) if isinstance(v, float) else v
+            for k, v in result.items()}
+
+
 def write_json(path: Path, data: dict):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -385,7 +441,7 @@ def main(argv=None) -> int:
     spec = CaptchaSpec(args.alphabet, args.length, args.height, args.width, crop=args.crop)
     train_set, val_set, data_note = make_datasets(args, spec, rt)
     rt.print(f"data: {data_note}")
-    forms = ["one_go", "sequential"] if args.form == "both" else [form_name(args.form)]
+    forms = {"both": ["one_go", "sequential"], "joint": ["joint"]}.get(args.form) or [form_name(args.form)]
     metrics_path = args.out / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if args.resume and metrics_path.exists() else {}
     metrics.update({"spec": json.loads(spec.to_json()), "arch": args.arch, "data": data_note,
@@ -394,7 +450,7 @@ def main(argv=None) -> int:
     for form in forms:
         best = train_form(form, args, spec, train_set, val_set, rt, data_note, metrics)
         rt.print(f"{form}: best val full-string {best['string_accuracy']:.2%} at step {best.get('step')} "
-                 f"-> {args.out / FILENAMES[form]}")
+                 f"-> {', '.join(str(args.out / FILENAMES[part]) for part in parts_of(form))}")
     if rt.distributed:
         dist.destroy_process_group()
     return 0

@@ -94,7 +94,7 @@ def cmd_bench(args) -> int:
         crop = tuple(float(v) for v in args.crop.split(","))
         spec = CaptchaSpec(args.alphabet, args.length, height, width, crop)
         rows = {f"{form} {p}": round(train_throughput(form, spec, args.arch, p == "bf16", args.batch_size), 1)
-                for form in ("one_go", "sequential") for p in ("fp32", "bf16")}
+                for form in ("one_go", "sequential", "joint") for p in ("fp32", "bf16")}
         print(json.dumps({"arch": args.arch, "input_hxw": f"{height}x{width}", "batch_size": args.batch_size,
                           "threads": set_threads(None), "images_per_s": rows}, indent=2))
         return 0

@@ -49,6 +49,8 @@ def train_throughput(form: str, spec, arch: str = "resnet50", bf16: bool = True,
                      steps: int = 4) -> float:
     """Images/s of full training steps (forward, backward, AdamW) on random data, channels-last.
 
+    `form` is one_go, sequential or joint (both heads on one trunk, as train.py --form joint).
+
     The first step (allocation, kernel selection) is not counted.
     """
     from .models import build_model
@@ -61,7 +63,8 @@ def train_throughput(form: str, spec, arch: str = "resnet50", bf16: bool = True,
         t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        targets = y.repeat(1, logits.shape[1] // spec.length)  # joint: both forms' logits side by side
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

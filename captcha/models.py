@@ -5,8 +5,11 @@
 - `Sequential`: its own trunk; the feature map is divided into one soft region per character
   position (a learned attention map, started as vertical strips), and `length` separate
   classifiers each read their own region. The maps say where each position looked.
+- `Joint`: the two heads on one shared trunk, for training both forms in one pass (half the
+  compute on a CPU); it splits into an ordinary `OneGo` and `Sequential` for saving.
 
-Both return logits shaped [batch, length, alphabet].
+OneGo and Sequential return logits shaped [batch, length, alphabet]; Joint returns both forms'
+logits side by side, [batch, 2 * length, alphabet].
 """
 from __future__ import annotations
 
@@ -54,11 +57,11 @@ class OneGo(nn.Module):
     """Whole image -> every character in one forward pass."""
 
     def __init__(self, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
-                 head_channels: int = 256, dropout: float = 0.2):
+                 head_channels: int = 256, dropout: float = 0.2, output_stride: int = 32):
         super().__init__()
         self.spec = spec
-        self.config = dict(head_channels=head_channels, dropout=dropout)
-        self.trunk = create_trunk(arch, pretrained)
+        self.config = dict(head_channels=head_channels, dropout=dropout, output_stride=output_stride)
+        self.trunk = create_trunk(arch, pretrained, output_stride=output_stride if output_stride != 32 else None)
         channels, h, w = feature_shape(self.trunk, spec)
         # A 1x1 squeeze, then a linear layer over the whole flattened map: the head sees where
         # each stroke is, which is what tells the first character from the fifth.
@@ -73,9 +76,13 @@ class OneGo(nn.Module):
             nn.Linear(head_channels * h * w, spec.length * spec.num_classes),
         )
 
+    def read(self, features: torch.Tensor) -> torch.Tensor:
+        """Trunk features [B, C, h, w] -> logits [B, length, alphabet]."""
+        logits = self.head(self.reduce(features))
+        return logits.view(features.shape[0], self.spec.length, self.spec.num_classes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.reduce(self.trunk(x)))
-        return logits.view(x.shape[0], self.spec.length, self.spec.num_classes)
+        return self.read(self.trunk(x))
 
 
 def strip_prior(length: int, h: int, w: int, strength: float = 4.0) -> torch.Tensor:
@@ -106,7 +113,10 @@ class Sequential(nn.Module):
 
     def forward_with_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (logits [B, length, alphabet], maps [B, length, h, w] summing to 1 per position)."""
-        features = self.trunk(x)
+        return self.read_with_maps(self.trunk(x))
+
+    def read_with_maps(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trunk features [B, C, h, w] -> (logits, maps), as forward_with_maps."""
         b, c, h, w = features.shape
         scores = self.attend(features) + self.position_bias.to(features.dtype)
         maps = scores.flatten(2).float().softmax(-1).to(features.dtype)   # [B, L, h*w]
@@ -118,8 +128,39 @@ class Sequential(nn.Module):
         return self.forward_with_maps(x)[0]
 
 
+class Joint(nn.Module):
+    """Both heads on one trunk: one forward and backward pass trains both forms.
+
+    `one_go` and `sequential` are ordinary models whose `trunk` is the same module, so each
+    can be saved (and later loaded) on its own.
+    """
+
+    def __init__(self, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
+                 output_stride: int = 16, one_go_channels: int = 128, dropout: float = 0.2):
+        super().__init__()
+        self.spec = spec
+        self.config = dict(output_stride=output_stride, one_go_channels=one_go_channels, dropout=dropout)
+        self.one_go = OneGo(spec, arch, pretrained, head_channels=one_go_channels, dropout=dropout,
+                            output_stride=output_stride)
+        self.sequential = Sequential(spec, arch, dropout=dropout, output_stride=output_stride)
+        self.sequential.trunk = self.one_go.trunk
+
+    @property
+    def trunk(self) -> nn.Module:
+        return self.one_go.trunk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(x)
+        return torch.cat([self.one_go.read(features), self.sequential.read_with_maps(features)[0]], 1)
+
+    def part(self, form: str) -> nn.Module:
+        return getattr(self, form_name(form))
+
+
 def build_model(form: str, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
                 **config) -> nn.Module:
-    """The model for `form`; `config` holds head options (stored in weights files as written)."""
+    """The model for `form` (or "joint"); `config` holds head options (stored in weights files as written)."""
+    if form == "joint":
+        return Joint(spec, arch=arch, pretrained=pretrained, **config)
     cls = OneGo if form_name(form) == "one_go" else Sequential
     return cls(spec, arch=arch, pretrained=pretrained, **config)

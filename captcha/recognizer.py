@@ -96,6 +96,20 @@ class Recognizer:
         for model in self.models.values():
             for p in model.parameters():
                 p.requires_grad_(False)
+        self.shared_trunk = self._share_trunk()
+
+    def _share_trunk(self) -> bool:
+        """Forms trained together (train.py --form joint) hold the same trunk: run it once per image."""
+        if len(self.models) < 2 or len({info.spec for info in self.infos.values()}) != 1:
+            return False
+        one_go, sequential = self.models["one_go"].trunk, self.models["sequential"].trunk
+        a, b = one_go.state_dict(), sequential.state_dict()
+        if a.keys() != b.keys() or any(a[k].shape != b[k].shape or not torch.equal(a[k], b[k]) for k in a):
+            return False
+        if type(one_go) is not type(sequential) or str(one_go) != str(sequential):  # same strides too
+            return False
+        self.models["sequential"].trunk = one_go
+        return True
 
     @classmethod
     def from_pretrained(cls, path="weights", forms=FORMS, spec: CaptchaSpec | None = None,
@@ -146,7 +160,7 @@ class Recognizer:
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
             t0 = time.perf_counter()
-            readings = {form: self._read(form, chunk) for form in self.models}
+            readings = self._read(chunk)
             elapsed = (time.perf_counter() - t0) * 1000 / len(chunk)
             for i in range(len(chunk)):
                 predictions.append(Prediction(one_go=readings.get("one_go", [None] * len(chunk))[i],
@@ -154,19 +168,32 @@ class Recognizer:
                                               elapsed_ms=elapsed))
         return predictions
 
-    def _read(self, form: str, images) -> list[Reading]:
-        model, spec = self.models[form], self.infos[form].spec
-        batch = torch.stack([spec.preprocess(im) for im in images]).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            if form == "sequential":
-                logits, maps = model.forward_with_maps(batch)
-                maps = maps.float().numpy()
-            else:
-                logits, maps = model(batch), None
+    def _read(self, images) -> dict[str, list[Reading]]:
+        """Every loaded form's readings of `images`; a shared trunk runs once."""
+        inputs, features, readings = {}, {}, {}
+        for form, model in self.models.items():
+            spec = self.infos[form].spec
+            if spec not in inputs:
+                inputs[spec] = torch.stack([spec.preprocess(im) for im in images]).contiguous(
+                    memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                key = (id(model.trunk), spec)
+                if key not in features:
+                    features[key] = model.trunk(inputs[spec])
+                if form == "sequential":
+                    logits, maps = model.read_with_maps(features[key])
+                    maps = maps.float().numpy()
+                else:
+                    logits, maps = model.read(features[key]), None
+            readings[form] = self._readings(spec, logits, maps)
+        return readings
+
+    @staticmethod
+    def _readings(spec: CaptchaSpec, logits: torch.Tensor, maps) -> list[Reading]:
         probs = logits.float().softmax(-1)
         conf, idx = probs.max(-1)
         readings = []
-        for b in range(len(images)):
+        for b in range(len(logits)):
             chars = [CharReading(spec.alphabet[int(i)], float(c)) for i, c in zip(idx[b], conf[b])]
             readings.append(Reading(text="".join(c.char for c in chars),
                                     confidence=float(conf[b].prod()),

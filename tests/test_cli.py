@@ -110,7 +110,7 @@ def test_bench_train_throughput():
     result = cli("bench", "--train", "--arch", "resnet18", "--size", "32x64", "--batch-size", "4")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["images_per_s"]
-    assert set(rows) == {"one_go fp32", "one_go bf16", "sequential fp32", "sequential bf16"}
+    assert set(rows) == {f"{form} {p}" for form in ("one_go", "sequential", "joint") for p in ("fp32", "bf16")}
     assert all(v > 0 for v in rows.values())
 
 

@@ -38,3 +38,20 @@ def test_form_names():
     assert form_name("one-go") == form_name("one_go") == "one_go"
     with pytest.raises(ValueError):
         form_name("both")
+
+
+def test_joint_shares_one_trunk_and_splits_into_ordinary_forms():
+    model = build_model("joint", SPEC, arch="resnet18").eval()
+    assert model.one_go.trunk is model.sequential.trunk
+    trunk_params = sum(p.numel() for p in model.trunk.parameters())
+    heads = sum(p.numel() for p in model.parameters()) - trunk_params
+    assert heads < trunk_params  # counted once: parameters() de-duplicates the shared trunk
+    x = torch.randn(2, 3, 32, 64)
+    with torch.no_grad():
+        both = model(x)
+        assert tuple(both.shape) == (2, 8, 16)
+        assert torch.allclose(both[:, :4], model.one_go(x), atol=1e-5)
+        assert torch.allclose(both[:, 4:], model.sequential(x), atol=1e-5)
+    # each part rebuilds from its own config, as a weights file would
+    again = build_model("one_go", SPEC, arch="resnet18", **model.one_go.config)
+    again.load_state_dict(model.one_go.state_dict())

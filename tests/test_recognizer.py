@@ -64,3 +64,37 @@ def test_package_level_api(tiny_weights, sample_images):
     import captcha
     pred = captcha.Recognizer.from_pretrained(tiny_weights).predict(sample_images[0])
     assert isinstance(pred, captcha.Prediction) and isinstance(pred.one_go, captcha.Reading)
+
+
+def test_shared_trunk_runs_once_and_reads_as_two_models_would(tmp_path, sample_images):
+    """Files saved from one joint model share their trunk; the Recognizer then runs it once per
+    image, and the readings equal those of the two models loaded separately."""
+    import torch
+
+    from captcha.models import build_model
+    from captcha.weights import FILENAMES, load_weights, save_weights
+
+    torch.manual_seed(1)
+    joint = build_model("joint", TINY_SPEC, arch="resnet18")
+    for form in ("one_go", "sequential"):
+        save_weights(tmp_path / FILENAMES[form], joint.part(form), form, "resnet18")
+    shared = Recognizer.from_pretrained(tmp_path, precision="fp32")
+    assert shared.shared_trunk
+
+    calls = []
+    shared.models["one_go"].trunk.register_forward_hook(lambda *a: calls.append(1))
+    pred = shared.predict(sample_images[0])
+    assert len(calls) == 1
+
+    image = Image.open(sample_images[0])
+    with torch.inference_mode():
+        for form in ("one_go", "sequential"):
+            model, _ = load_weights(tmp_path / FILENAMES[form])  # on its own, with its own trunk
+            probs = model(TINY_SPEC.preprocess(image)[None]).softmax(-1)[0]
+            reading = getattr(pred, form)
+            assert reading.text == "".join(TINY_SPEC.alphabet[i] for i in probs.argmax(-1))
+            assert reading.confidence == pytest.approx(float(probs.max(-1).values.prod()), rel=1e-4)
+
+
+def test_different_trunks_are_not_shared(recognizer):
+    assert not recognizer.shared_trunk  # tiny_weights: two independently initialised models

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Rebuild the shipped weights: data (build.sh), then one-go, then sequential from the one-go trunk.
-# Resumable: rerun after a kill and each stage continues from its last checkpoint.
+# Rebuild the shipped weights: data (build.sh), then both forms trained together on one shared
+# ResNet-50 trunk (train.py --form joint: one forward/backward pass per image feeds both heads).
+# Resumable: rerun after a kill and it continues from its last checkpoint.
 #   bash recipes/imagecaptcha/train_shipped.sh            # from the repo root
 # Then: cp $OUT/{one_go,sequential}.safetensors weights/
+#
+# INIT=weights continues from the shipped weights (a new one-cycle run that starts from them)
+# instead of from scratch; use a new OUT for each such round.
 set -euo pipefail
 CACHE=${CAPTCHA_CACHE:-$HOME/.cache/captcha}
 DATA=$CACHE/data/imagecaptcha
@@ -11,9 +15,7 @@ THREADS=${THREADS:-2}
 
 bash "$(dirname "$0")/build.sh"
 
-COMMON=(--data "$DATA/train-v071" "$DATA/train-v03" --val-fraction 0.01 --synthetic 50000
-        --size 96x192 --crop 0,0.25,1,0.75 --arch resnet50 --batch-size 32 --lr 1e-3
-        --eval-every 2000 --workers 0 --threads "$THREADS" --seed 0 --out "$OUT" --resume)
-
-python train.py "${COMMON[@]}" --form one-go --steps "${ONE_GO_STEPS:-18000}"
-python train.py "${COMMON[@]}" --form sequential --steps "${SEQUENTIAL_STEPS:-12000}" --init "$OUT"
+python train.py --data "$DATA/train-v071" "$DATA/train-v03" --val-fraction 0.005 --synthetic "${SYNTHETIC:-30000}" \
+  --size 96x192 --crop 0,0.25,1,0.75 --arch resnet50 --form joint --batch-size 32 --lr "${LR:-1e-3}" \
+  --steps "${STEPS:-4500}" --init "${INIT:-scratch}" --eval-every "${EVAL_EVERY:-500}" --workers 0 --threads "$THREADS" \
+  --seed "${SEED:-0}" --out "$OUT" --resume
