@@ -104,7 +104,7 @@ class Recognizer:
             return False
         one_go, sequential = self.models["one_go"].trunk, self.models["sequential"].trunk
         a, b = one_go.state_dict(), sequential.state_dict()
-        if a.keys() != b.keys() or any(a[k].shape != b[k].shape or not torch.equal(a[k], b[k]) for k in a):
+        if a.keys() != b.keys() or not all(torch.equal(a[k], b[k]) for k in a):  # False on shape mismatch too
             return False
         if type(one_go) is not type(sequential) or str(one_go) != str(sequential):  # same strides too
             return False

@@ -16,5 +16,5 @@ for set in heldout-v071 heldout-v03; do
 done
 images=("$DATA"/heldout-v071/*.png)   # a glob, not ls | head: head closing the pipe fails under pipefail
 image="${images[0]}"
-python -m captcha bench --weights "$WEIGHTS" --image "$image"
-python -m captcha bench --weights "$WEIGHTS" --image "$image" --json > "$OUT/bench.json"
+python -m captcha bench --weights "$WEIGHTS" --image "$image" --json > "$OUT/bench.json"   # timed once
+cat "$OUT/bench.json"
