@@ -445,7 +445,8 @@ def main(argv=None) -> int:
     metrics_path = args.out / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if args.resume and metrics_path.exists() else {}
     metrics.update({"spec": json.loads(spec.to_json()), "arch": args.arch, "data": data_note,
-                    "world_size": rt.world, "device": str(rt.device)})
+                    "world_size": rt.world, "device": str(rt.device),
+                    "args": json.loads(json.dumps(vars(args), default=str))})  # what the model card quotes
     metrics.setdefault("forms", {})
     for form in forms:
         best = train_form(form, args, spec, train_set, val_set, rt, data_note, metrics)

@@ -2,7 +2,7 @@
 
     import captcha
     rec = captcha.Recognizer.from_pretrained("weights")
-    rec.predict("data/27Dv5.png").one_go.text
+    rec.predict("data/9oFyb.png").one_go.text
 """
 from .errors import CaptchaError, DatasetError, ImageError, LabelError, SpecError, WeightsError
 from .recognizer import CharReading, Prediction, Reading, Recognizer

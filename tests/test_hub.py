@@ -85,7 +85,7 @@ def test_local_folder_wins_over_a_repo_id(hub_cache, tiny_weights, tmp_path, mon
 def test_offline_without_cache_is_a_clear_error(hub_cache, capsys):
     with pytest.raises(WeightsError, match="not in the local Hub cache.*HF_HUB_OFFLINE=1"):
         Recognizer.from_pretrained("someone/missing")
-    assert main(["predict", "--weights", "someone/missing", str(ROOT / "data" / "27Dv5.png")]) == 2
+    assert main(["predict", "--weights", "someone/missing", str(ROOT / "data" / "9oFyb.png")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: someone/missing: no such local folder") and "Traceback" not in err
 
@@ -99,7 +99,7 @@ def test_cached_repo_without_weights_is_a_clear_error(hub_cache):
 def test_cli_reads_through_the_hub_cache_named_by_the_environment(tmp_path, tiny_weights):
     """HF_HUB_CACHE and HF_HUB_OFFLINE as a user sets them, in a fresh process."""
     fill_cache(tmp_path / "hub", REPO_ID, weights_files(tiny_weights))
-    image = ROOT / "data" / "27Dv5.png"
+    image = ROOT / "data" / "9oFyb.png"
     proc = subprocess.run([sys.executable, "-m", "captcha", "predict", "--weights", REPO_ID, str(image)],
                           env=subprocess_env(HF_HUB_CACHE=str(tmp_path / "hub")), cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
@@ -202,7 +202,7 @@ def test_cli_dry_run_of_this_checkout_as_a_space(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "https://huggingface.co/spaces/someone/captcha" in out and out.rstrip().endswith("nothing was uploaded")
     listed = re.findall(r"^\s+[\d.]+ [kMG]?B  (\S+)$", out, re.M)
-    assert "captcha/recognizer.py" in listed and "data/27Dv5.png" in listed and "requirements.txt" in listed
+    assert "captcha/recognizer.py" in listed and "data/9oFyb.png" in listed and "requirements.txt" in listed
     assert not [name for name in listed if name.startswith(("tests/", "runs/", ".")) or name.endswith(".pyc")]
 
 

@@ -41,17 +41,14 @@ def read_samples(sample_images) -> dict[str, list[str]]:
 
 def test_shipped_weights_read_most_samples(sample_images):
     """A floor under the interim weights, so a worse file cannot be shipped unnoticed: measured on
-    2026-11-26, one-go read 21 and sequential 20 of the 30 samples (all 10 library-drawn ones but
-    one 0/O; the misses are our own generator's DejaVu style, 13% of the training mix)."""
+    2026-11-26, one-go misread 1 and sequential 3 of the 30 library-drawn samples (O/0 and l/L)."""
     wrong = read_samples(sample_images)
     assert len(sample_images) == 30
     for form, misses in wrong.items():
-        assert len(misses) <= 12, (form, misses)
-        assert sum(name.split(".")[0] in ("9oFyb", "LUuCx", "dfluG", "fhZ3F", "zdq0h", "87SYu", "RShIm", "YzPMA",
-                                          "g8NSB", "hdfvK") for name in misses) <= 2, (form, misses)
+        assert len(misses) <= 5, (form, misses)
 
 
-@pytest.mark.xfail(reason="issue 3 open: the interim weights read 21 (one-go) and 20 (sequential) of 30 "
+@pytest.mark.xfail(reason="issue 3 open: the interim weights misread 1 (one-go) and 3 (sequential) of 30 "
                           "samples; this passes once the weights reach the 98% target", strict=False)
 def test_shipped_weights_read_every_sample(sample_images):
     wrong = read_samples(sample_images)

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from captcha.recognizer import Recognizer
 from conftest import ROOT, subprocess_env
 
-SAMPLES = ["27Dv5.png", "2sIKV.png"]
+SAMPLES = ["9oFyb.png", "RShIm.png"]
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ def test_trains_both_forms_and_loss_goes_down(tmp_path):
         assert [h["step"] for h in history] == [10, 20, 30, 40]
         assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.05, history
         assert history[-1]["images_per_s"] > 0
+    assert metrics["args"]["lr"] == 2e-3 and metrics["args"]["steps"] == 40  # the model card quotes these
     assert "init sequential: trunk from" in result.stderr + result.stdout  # sequential starts from one-go
     rec = Recognizer.from_pretrained(out)
     assert set(rec.models) == {"one_go", "sequential"} and rec.spec.alphabet == "0123456789"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Grade weights on the held-out sets (seeds disjoint from training; see README.md here).
 #   bash recipes/imagecaptcha/evaluate_shipped.sh [WEIGHTS]     (default: weights/)
-# Writes $OUT/heldout-v071.json, $OUT/heldout-v03.json and $OUT/bench.json and prints the tables
+# Writes $OUT/heldout-v071.json, $OUT/heldout-v03.json, $OUT/samples.json (data/) and $OUT/bench.json and prints the tables
 # for the model card (python recipes/imagecaptcha/model_card.py writes it from these files).
 set -euo pipefail
 CACHE=${CAPTCHA_CACHE:-$HOME/.cache/captcha}
@@ -14,6 +14,9 @@ for set in heldout-v071 heldout-v03; do
   python -m captcha evaluate "$DATA/$set" --weights "$WEIGHTS" --json "$OUT/$set.json"
   echo
 done
+echo "== data/ (the samples shipped with the repo)"
+python -m captcha evaluate data --weights "$WEIGHTS" --json "$OUT/samples.json"
+echo
 images=("$DATA"/heldout-v071/*.png)   # a glob, not ls | head: head closing the pipe fails under pipefail
 image="${images[0]}"
 python -m captcha bench --weights "$WEIGHTS" --image "$image" --json > "$OUT/bench.json"   # timed once

@@ -3,8 +3,9 @@
     python recipes/imagecaptcha/model_card.py [--weights weights] [--eval ~/.cache/captcha/eval]
 
 Reads the held-out results and the latency that `evaluate_shipped.sh` wrote (`heldout-*.json`,
-`bench.json` in --eval), the training history that `train.py` wrote beside the weights
-(`metrics.json` in --run) and the weights' own metadata.
+`samples.json`, `bench.json` in --eval), the training history that `train.py` wrote in each round's
+folder (`metrics.json`, the weights it picked, its last checkpoint; --runs, oldest first, the last
+one being the round whose weights are in --weights) and the weights' own metadata.
 """
 from __future__ import annotations
 
@@ -47,27 +48,61 @@ def confusions(evals: dict, top: int = 10) -> str:
     return "\n".join(lines)
 
 
+def peak_lr(run: Path, metrics: dict) -> float:
+    """The round's peak learning rate: from its recorded arguments, or (rounds run before train.py
+    recorded them) from the one-cycle schedule saved in its checkpoint."""
+    if "args" in metrics:
+        return metrics["args"]["lr"]
+    import torch
+    ckpt = torch.load(run / "checkpoints" / "joint.pt", map_location="cpu", weights_only=True)
+    return ckpt["optimizer"]["param_groups"][0]["max_lr"]
+
+
+def describe_round(run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    joint = metrics["forms"]["joint"]
+    summary = read_info(run / FILENAMES["one_go"]).summary
+    done = joint["history"][-1]["step"]
+    speed = sum(h["images_per_s"] for h in joint["history"]) / len(joint["history"])
+    return {"name": run.name, "init": summary["init"], "lr": peak_lr(run, metrics), "planned": joint["total_steps"],
+            "done": done, "batch": summary["batch_size"], "seen": done * summary["batch_size"], "speed": speed,
+            "hours": done * summary["batch_size"] / speed / 3600, "best": joint["best"], "history": joint["history"]}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, default=ROOT / "weights")
     p.add_argument("--eval", type=Path, default=CACHE / "eval")
-    p.add_argument("--run", type=Path, default=CACHE / "runs" / "shipped")
+    p.add_argument("--runs", type=Path, nargs="+", default=[CACHE / "runs" / "shipped"],
+                   help="the training rounds' --out folders, oldest first; the last one made --weights")
     p.add_argument("--status", default="", help="a line on where training stands (shown at the top)")
     args = p.parse_args()
 
     infos = {form: read_info(args.weights / name) for form, name in FILENAMES.items()}
     evals = {name: json.loads((args.eval / f"{name}.json").read_text()) for name in SETS}
+    samples = json.loads((args.eval / "samples.json").read_text())
     bench = json.loads((args.eval / "bench.json").read_text())
-    metrics = json.loads((args.run / "metrics.json").read_text())
-    run = metrics["forms"]["joint"]
+    rounds = [describe_round(run) for run in args.runs]
     spec, summary = infos["one_go"].spec, infos["one_go"].summary
-    seen = run["best"]["step"] * summary["batch_size"]
-    speed = [h["images_per_s"] for h in run["history"]]
-    hours = seen / (sum(speed) / len(speed)) / 3600
+    if summary != read_info(args.runs[-1] / FILENAMES["one_go"]).summary:
+        sys.exit(f"{args.weights} does not hold the weights of the last round {args.runs[-1]}")
+    seen, hours = sum(r["seen"] for r in rounds), sum(r["hours"] for r in rounds)
     sizes = {form: (args.weights / name).stat().st_size / 1e6 for form, name in FILENAMES.items()}
     single = bench["single_image"]
-    history = "\n".join(f"| {h['step']} | {pct(h['one_go']['string_accuracy'])} | "
-                        f"{pct(h['sequential']['string_accuracy'])} | {h['train_loss']:.4f} |" for h in run["history"])
+    commands = "\n".join(f"INIT={r['init']} LR={r['lr']:g} STEPS={r['planned']} OUT=~/.cache/captcha/runs/{r['name']} "
+                          f"bash recipes/imagecaptcha/train_shipped.sh"
+                          + ("\ncp ~/.cache/captcha/runs/" + r["name"] + "/{one_go,sequential}.safetensors weights/")
+                          for r in rounds)
+    round_rows = "\n".join(
+        f"| {i} | `{r['name']}` | {r['init']} | {r['lr']:g} | {r['done']} of {r['planned']} | {r['seen']:,} | "
+        f"{r['speed']:.1f} | {r['hours']:.1f} | {r['best']['step']}: {pct(r['best']['one_go']['string_accuracy'])} / "
+        f"{pct(r['best']['sequential']['string_accuracy'])} |" for i, r in enumerate(rounds, 1))
+    history = "\n".join(f"| {i} | {h['step']} | {pct(h['one_go']['string_accuracy'])} | "
+                         f"{pct(h['sequential']['string_accuracy'])} | {h['train_loss']:.4f} |"
+                         for i, r in enumerate(rounds, 1) for h in r["history"])
+    sample_line = "; ".join(
+        f"{form} {samples[form]['count'] - len(samples[form]['errors'])} of {samples[form]['count']}"
+        + "".join(f", `{e['label']}` read `{e['read']}`" for e in samples[form]["errors"]) for form in FILENAMES)
 
     card = f"""---
 library_name: timm
@@ -124,6 +159,9 @@ Most frequent confusions (truth -> read, count of characters):
 
 {confusions(evals)}
 
+The 30 sample images in `data/` (drawn by the library, seeds disjoint from training, provenance in
+`data/README.md`; `python -m captcha evaluate data`): {sample_line}.
+
 Speed (`python -m captcha bench --image <a held-out image>`): both forms on one image, decode and
 preprocessing included, p50 {single['p50_ms']} ms, p95 {single['p95_ms']} ms
 ({bench['precision']}, {bench['threads']} threads, {bench['machine']}, {bench['cpu_count']} cores);
@@ -141,33 +179,37 @@ of its own (its import name clashes with this package) and draws, with seeded RN
   drawn on the fly.
 
 `ImageCaptcha(width=256, height=256)` with its default font (DroidSansMono at 42/50/56 px), file
-name = label. 0.5% of the library images' labels were held back for validation ({run['history'][-1]['count']}
+name = label. 0.5% of the library images' labels were held back for validation ({rounds[-1]['history'][-1]['count']}
 images), which picked the checkpoint. Data: {summary['data']}.
 
 ## Training
 
+Each round is one run of `recipes/imagecaptcha/train_shipped.sh` (it runs `build.sh`, then
+`train.py --form joint` with the options shown there; resumable, so a killed round is finished by
+rerunning its command). `INIT=weights` starts a round from what is in `weights/`, i.e. the previous
+round's result copied there:
+
 ```bash
-bash recipes/imagecaptcha/train_shipped.sh     # build.sh, then:
-python train.py --data ~/.cache/captcha/data/imagecaptcha/train-v071 ~/.cache/captcha/data/imagecaptcha/train-v03 \\
-  --val-fraction 0.005 --synthetic 30000 --size {spec.height}x{spec.width} --crop {','.join(f'{c:g}' for c in spec.crop)} \\
-  --arch resnet50 --form joint --batch-size {summary['batch_size']} --lr 1e-3 --steps {run['total_steps']} --init {summary['init']} \\
-  --eval-every 500 --workers 0 --threads 2 --seed 0 --out ~/.cache/captcha/runs/shipped --resume
-cp ~/.cache/captcha/runs/shipped/{{one_go,sequential}}.safetensors weights/
+{commands}
 bash recipes/imagecaptcha/evaluate_shipped.sh
-python recipes/imagecaptcha/model_card.py
+python recipes/imagecaptcha/model_card.py --runs {' '.join('~/.cache/captcha/runs/' + r['name'] for r in rounds)}
 ```
 
-From scratch (no ImageNet checkpoint can be downloaded where this was trained), AdamW (weight decay
-0.05) with a one-cycle schedule peaking at 1e-3, label smoothing 0.05, a small random shift/tilt
-(scale within 3%: glyph size is what tells c from C), {summary['precision']} autocast, channels-last.
-Hardware: 2 CPU cores (AMD EPYC, AVX512-BF16), no GPU; {seen:,} images seen
-({run['best']['step']} steps of {summary['batch_size']}) at about {sum(speed) / len(speed):.0f} images/s,
-about {hours:.1f} hours of training.
+| round | folder | init | peak LR | steps run | images seen | images/s | hours | best val step: one-go / sequential |
+|---|---|---|---|---|---|---|---|---|
+{round_rows}
+
+In all: {seen:,} images seen in batches of {summary['batch_size']}, about {hours:.1f} hours on 2 CPU cores
+(AMD EPYC, AVX512-BF16), no GPU. Trained from scratch (no ImageNet checkpoint can be downloaded where
+this was trained): AdamW (weight decay 0.05), a one-cycle schedule per round, label smoothing 0.05, a
+small random shift/tilt (scale within 3%: glyph size is what tells c from C), {summary['precision']}
+autocast, channels-last. The shipped files are the last round's best checkpoint by validation
+full-string accuracy (mean of the two forms).
 
 Validation during training (full-string accuracy):
 
-| step | one-go | sequential | train loss |
-|---|---|---|---|
+| round | step | one-go | sequential | train loss |
+|---|---|---|---|---|
 {history}
 
 ## Limitations
