@@ -217,9 +217,11 @@ Validation during training (full-string accuracy):
 - Trained and measured on generated images only; the real Kaggle data set was not available.
 - Reads exactly 5 characters of `0-9A-Za-z`; other CAPTCHA styles need fine-tuning
   (`python train.py --data DIR --init weights`).
-- In this style each character is drawn at a random font size and squeezed into its own box, so
-  some upper/lower-case pairs (c/C, o/O, s/S, v/V, w/W, x/X, z/Z) and 0/O differ only by size,
-  stroke width and proportions; the confusion counts above show how often each is misread.
+- In this style each character's ink is resized to the same box whatever its case (the library
+  stretches a `v` to the size of a `V`), so c/C, o/O, s/S, u/U, v/V, w/W, x/X, z/Z and 0/O differ
+  only by stroke weight and fine shape, which the random font size and warp also change; see
+  `recipes/imagecaptcha/glyph_pairs.py` and the recipe's README. The confusion counts above show how
+  often each is misread.
 """
     out = args.weights / "README.md"
     out.write_text(card)
