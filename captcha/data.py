@@ -87,8 +87,9 @@ def split_samples(samples: list[Sample], val_fraction: float, seed: int = 0) -> 
 def augment(image: Image.Image, rng: random.Random) -> Image.Image:
     """A small random affine (shift, scale, tilt): the same CAPTCHA a few pixels off.
 
-    Scale stays within 3%: in the ImageCaptcha style c/C, o/O, x/X ... differ mostly by glyph
-    size (fonts 42/50/56 px), so a wider zoom would blur the very cue that tells them apart.
+    Scale stays within 3%: in the ImageCaptcha style c/C, o/O, x/X ... differ only by stroke
+    weight and fine shape (the library stretches every glyph to one box per font size; see
+    recipes/imagecaptcha/glyph_pairs.py), so the augmentation stays close to what it draws.
     """
     w, h = image.size
     scale = rng.uniform(0.97, 1.03)

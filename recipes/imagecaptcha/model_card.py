@@ -202,7 +202,7 @@ python recipes/imagecaptcha/model_card.py --runs {' '.join('~/.cache/captcha/run
 In all: {seen:,} images seen in batches of {summary['batch_size']}, about {hours:.1f} hours on 2 CPU cores
 (AMD EPYC, AVX512-BF16), no GPU. Trained from scratch (no ImageNet checkpoint can be downloaded where
 this was trained): AdamW (weight decay 0.05), a one-cycle schedule per round, label smoothing 0.05, a
-small random shift/tilt (scale within 3%: glyph size is what tells c from C), {summary['precision']}
+small random shift/tilt (scale within 3%), {summary['precision']}
 autocast, channels-last. The shipped files are the last round's best checkpoint by validation
 full-string accuracy (mean of the two forms).
 
