@@ -41,7 +41,8 @@ def read_samples(sample_images) -> dict[str, list[str]]:
 
 def test_shipped_weights_read_most_samples(sample_images):
     """A floor under the interim weights, so a worse file cannot be shipped unnoticed: measured on
-    2026-11-26 (round 2), each form misread 2 of the 30 library-drawn samples (v/V, z/Z)."""
+    2026-11-26 (round 3), each form misread 2 of the 30 library-drawn samples (one-go x/X, v/V;
+    sequential b/o, v/V)."""
     wrong = read_samples(sample_images)
     assert len(sample_images) == 30
     for form, misses in wrong.items():

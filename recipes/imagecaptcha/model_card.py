@@ -3,9 +3,12 @@
     python recipes/imagecaptcha/model_card.py [--weights weights] [--eval ~/.cache/captcha/eval]
 
 Reads the held-out results and the latency that `evaluate_shipped.sh` wrote (`heldout-*.json`,
-`samples.json`, `bench.json` in --eval), the training history that `train.py` wrote in each round's
-folder (`metrics.json`, the weights it picked, its last checkpoint; --runs, oldest first, the last
-one being the round whose weights are in --weights) and the weights' own metadata.
+`samples.json`, `bench.json` in --eval), the training rounds and the weights' own metadata.
+
+Rounds: each round folder given with --runs (what `train.py` wrote: `metrics.json`, the weights it
+picked, its last checkpoint; the last one must be the round whose weights are in --weights) is
+described and added to `rounds.json` beside this script, which is committed. The card lists every
+round in that file, so a clean clone can write it again after earlier run folders are gone.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from captcha.weights import FILENAMES, read_info  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "captcha"
+ROUNDS = Path(__file__).with_name("rounds.json")
 SETS = {"heldout-v071": "captcha 0.7.1 (Pillow 13.0.0), seed base 9000001",
         "heldout-v03": "captcha 0.3 (Pillow 9.5.0), seed base 9000002"}
 
@@ -66,15 +70,17 @@ def describe_round(run: Path) -> dict:
     speed = sum(h["images_per_s"] for h in joint["history"]) / len(joint["history"])
     return {"name": run.name, "init": summary["init"], "lr": peak_lr(run, metrics), "planned": joint["total_steps"],
             "done": done, "batch": summary["batch_size"], "seen": done * summary["batch_size"], "speed": speed,
-            "hours": done * summary["batch_size"] / speed / 3600, "best": joint["best"], "history": joint["history"]}
+            "hours": done * summary["batch_size"] / speed / 3600, "best": joint["best"], "history": joint["history"],
+            "source": f"{run}/metrics.json"}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, default=ROOT / "weights")
     p.add_argument("--eval", type=Path, default=CACHE / "eval")
-    p.add_argument("--runs", type=Path, nargs="+", default=[CACHE / "runs" / "shipped"],
-                   help="the training rounds' --out folders, oldest first; the last one made --weights")
+    p.add_argument("--runs", type=Path, nargs="*", default=[],
+                   help="round --out folders to add to (or refresh in) rounds.json, oldest first; "
+                        "the last one made --weights")
     p.add_argument("--status", default="", help="a line on where training stands (shown at the top)")
     args = p.parse_args()
 
@@ -82,10 +88,16 @@ def main() -> int:
     evals = {name: json.loads((args.eval / f"{name}.json").read_text()) for name in SETS}
     samples = json.loads((args.eval / "samples.json").read_text())
     bench = json.loads((args.eval / "bench.json").read_text())
-    rounds = [describe_round(run) for run in args.runs]
     spec, summary = infos["one_go"].spec, infos["one_go"].summary
-    if summary != read_info(args.runs[-1] / FILENAMES["one_go"]).summary:
+    if args.runs and summary != read_info(args.runs[-1] / FILENAMES["one_go"]).summary:
         sys.exit(f"{args.weights} does not hold the weights of the last round {args.runs[-1]}")
+    rounds = json.loads(ROUNDS.read_text()) if ROUNDS.exists() else []
+    for run in args.runs:
+        new = describe_round(run)
+        rounds = [r for r in rounds if r["name"] != new["name"]] + [new]
+    if not rounds:
+        sys.exit(f"no rounds: pass the round folders with --runs (none recorded in {ROUNDS})")
+    ROUNDS.write_text(json.dumps(rounds, indent=1) + "\n")
     seen, hours = sum(r["seen"] for r in rounds), sum(r["hours"] for r in rounds)
     sizes = {form: (args.weights / name).stat().st_size / 1e6 for form, name in FILENAMES.items()}
     single = bench["single_image"]
@@ -192,7 +204,7 @@ round's result copied there:
 ```bash
 {commands}
 bash recipes/imagecaptcha/evaluate_shipped.sh
-python recipes/imagecaptcha/model_card.py --runs {' '.join('~/.cache/captcha/runs/' + r['name'] for r in rounds)}
+python recipes/imagecaptcha/model_card.py --runs ~/.cache/captcha/runs/{rounds[-1]['name']}   # adds the round to rounds.json
 ```
 
 | round | folder | init | peak LR | steps run | images seen | images/s | hours | best val step: one-go / sequential |
