@@ -1,6 +1,6 @@
 """Write weights/README.md (the Hugging Face model card) from what was measured, nothing typed in.
 
-    python recipes/imagecaptcha/model_card.py [--weights weights] [--eval ~/.cache/captcha/eval]
+    python recipes/imagecaptcha/model_card.py [--runs NEW_ROUND_DIR] [--status "..."] [--weights weights] [--eval ~/.cache/captcha/eval]
 
 Reads the held-out results and the latency that `evaluate_shipped.sh` wrote (`heldout-*.json`,
 `samples.json`, `bench.json` in --eval), the training rounds and the weights' own metadata.
