@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from captcha.data import FolderDataset, SyntheticDataset, scan_folder, split_samples
 from captcha.errors import CaptchaError, WeightsError
-from captcha.models import build_model, form_name
+from captcha.models import build_model, feature_shape, form_name
 from captcha.spec import DEFAULT_ALPHABET, DEFAULT_HEIGHT, DEFAULT_LENGTH, CaptchaSpec
 from captcha.weights import FILENAMES, find_weights, load_weights, save_weights
 
@@ -39,6 +39,9 @@ def parse_args(argv=None):
     g.add_argument("--data", type=Path, nargs="+", help="folder(s) of images named by their answers (abc12.png, abc12_2.png)")
     g.add_argument("--val", type=Path, help="separate validation folder (default: a split of --data)")
     g.add_argument("--val-fraction", type=float, default=0.1, help="share of --data labels held out (default 0.1)")
+    g.add_argument("--split-seed", type=int, default=0,
+                   help="which labels --val-fraction holds out; independent of --seed so that rounds that "
+                        "continue one another (--init) never validate on what an earlier round trained on")
     g.add_argument("--skip-invalid", action="store_true", help="skip files whose names are not valid labels")
     g.add_argument("--synthetic", type=int, default=0, metavar="N", help="train on N generated CAPTCHAs (added to --data if both)")
     g.add_argument("--synthetic-val", type=int, default=1000, metavar="N", help="generated validation CAPTCHAs when there is no --data")
@@ -164,7 +167,7 @@ def make_datasets(args, spec: CaptchaSpec, rt: Runtime):
         if args.val:
             train_samples, val_samples = samples, scan_folder(args.val, spec, skip_invalid=args.skip_invalid, warn=rt.print)
         else:
-            train_samples, val_samples = split_samples(samples, args.val_fraction, seed=args.seed)
+            train_samples, val_samples = split_samples(samples, args.val_fraction, seed=args.split_seed)
         if not train_samples:
             raise CaptchaError(f"{' '.join(map(str, args.data))}: nothing left to train on after the validation "
                                f"split; add images or use --val")
@@ -203,9 +206,13 @@ def init_from(model, source: str, form: str, spec: CaptchaSpec, arch: str, rt: R
     if info.arch != arch:
         raise WeightsError(f"--init {file}: holds a {info.arch} model, but --arch is {arch}")
     state = donor.state_dict()
-    if info.form == form and info.spec == spec and info.config == getattr(model, "config", info.config):
+    same_head = info.form == form and info.config == getattr(model, "config", info.config)
+    if same_head and info.spec == spec:
         model.load_state_dict(state)
         rt.print(f"init {form}: all weights from {file}")
+    elif same_head and (info.spec.alphabet, info.spec.length) == (spec.alphabet, spec.length):
+        model.load_resized(state, feature_shape(donor.trunk, info.spec)[1:])  # new input size or crop
+        rt.print(f"init {form}: all weights from {file}, made for {info.spec.describe()}; head fitted to this input")
     else:
         trunk = {k[len("trunk."):]: v for k, v in state.items() if k.startswith("trunk.")}
         model.trunk.load_state_dict(trunk)

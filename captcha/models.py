@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .spec import CaptchaSpec
@@ -53,6 +54,15 @@ def feature_shape(trunk: nn.Module, spec: CaptchaSpec) -> tuple[int, int, int]:
     return int(channels), int(h), int(w)
 
 
+def resize_grid(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[..., h, w] -> [..., *size], bilinear: carries a head's spatial weights to a new input size."""
+    lead, grid = t.shape[:-2], t.shape[-2:]
+    if tuple(grid) == tuple(size):
+        return t
+    out = F.interpolate(t.reshape(1, -1, *grid).float(), size=tuple(size), mode="bilinear", align_corners=False)
+    return out.reshape(*lead, *size).to(t.dtype)
+
+
 class OneGo(nn.Module):
     """Whole image -> every character in one forward pass."""
 
@@ -63,6 +73,7 @@ class OneGo(nn.Module):
         self.config = dict(head_channels=head_channels, dropout=dropout, output_stride=output_stride)
         self.trunk = create_trunk(arch, pretrained, output_stride=output_stride if output_stride != 32 else None)
         channels, h, w = feature_shape(self.trunk, spec)
+        self.grid = (h, w)  # feature map size, which the head's linear layer is laid out on
         # A 1x1 squeeze, then a linear layer over the whole flattened map: the head sees where
         # each stroke is, which is what tells the first character from the fifth.
         self.reduce = nn.Sequential(
@@ -75,6 +86,16 @@ class OneGo(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(head_channels * h * w, spec.length * spec.num_classes),
         )
+
+    def load_resized(self, state: dict, grid: tuple[int, int]) -> None:
+        """Load weights made for another input size (feature map `grid`): the linear layer's
+        weights are resampled to this map, scaled so that its output keeps its magnitude."""
+        state = dict(state)
+        weight = state["head.2.weight"]
+        old = weight.view(weight.shape[0], -1, *grid)
+        h, w = self.grid
+        state["head.2.weight"] = (resize_grid(old, (h, w)) * (grid[0] * grid[1] / (h * w))).flatten(1)
+        self.load_state_dict(state)
 
     def read(self, features: torch.Tensor) -> torch.Tensor:
         """Trunk features [B, C, h, w] -> logits [B, length, alphabet]."""
@@ -104,12 +125,19 @@ class Sequential(nn.Module):
         # A finer map (stride 16) gives each of the characters more than one column to own.
         self.trunk = create_trunk(arch, pretrained, output_stride=output_stride)
         channels, h, w = feature_shape(self.trunk, spec)
+        self.grid = (h, w)
         self.attend = nn.Conv2d(channels, spec.length, 1)
         self.position_bias = nn.Parameter(strip_prior(spec.length, h, w))
         self.classifiers = nn.ModuleList(
             nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, spec.num_classes))
             for _ in range(spec.length)
         )
+
+    def load_resized(self, state: dict, grid: tuple[int, int]) -> None:
+        """Load weights made for another input size: the learned position maps are resampled."""
+        state = dict(state)
+        state["position_bias"] = resize_grid(state["position_bias"], self.grid)
+        self.load_state_dict(state)
 
     def forward_with_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (logits [B, length, alphabet], maps [B, length, h, w] summing to 1 per position)."""

@@ -55,3 +55,31 @@ def test_joint_shares_one_trunk_and_splits_into_ordinary_forms():
     # each part rebuilds from its own config, as a weights file would
     again = build_model("one_go", SPEC, arch="resnet18", **model.one_go.config)
     again.load_state_dict(model.one_go.state_dict())
+
+
+@pytest.mark.parametrize("form", ["one_go", "sequential"])
+def test_weights_carry_over_to_another_input_size(form):
+    """A model trained at one input size starts another (train.py --init): the spatial head
+    weights are resampled, so a map that is the same everywhere gives the same logits."""
+    small = build_model(form, SPEC, arch="resnet18").eval()
+    big_spec = CaptchaSpec(SPEC.alphabet, SPEC.length, height=64, width=128)
+    big = build_model(form, big_spec, arch="resnet18", **small.config).eval()
+    with torch.no_grad():  # something other than the initial prior, so that copying is visible
+        for p in small.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    assert big.grid == (2 * small.grid[0], 2 * small.grid[1])
+    big.load_resized(small.state_dict(), grid=small.grid)
+    assert big.state_dict()["trunk.conv1.weight"].equal(small.state_dict()["trunk.conv1.weight"])
+    vector = torch.randn(1, 512, 1, 1)
+    read = (lambda m, f: m.read(f)) if form == "one_go" else (lambda m, f: m.read_with_maps(f)[0])
+    with torch.no_grad():
+        before = read(small, vector.expand(1, 512, *small.grid))
+        after = read(big, vector.expand(1, 512, *big.grid))
+    assert after.shape == before.shape
+    assert torch.allclose(after, before, rtol=1e-3, atol=1e-3), (after - before).abs().max()
+    # the same grid is a plain copy: identical outputs on any input
+    same = build_model(form, SPEC, arch="resnet18", **small.config).eval()
+    same.load_resized(small.state_dict(), grid=small.grid)
+    x = torch.randn(2, 3, 32, 64)
+    with torch.no_grad():
+        assert torch.equal(same(x), small(x))

@@ -41,16 +41,16 @@ def read_samples(sample_images) -> dict[str, list[str]]:
 
 def test_shipped_weights_read_most_samples(sample_images):
     """A floor under the interim weights, so a worse file cannot be shipped unnoticed: measured on
-    2026-11-26 (round 3), each form misread 2 of the 30 library-drawn samples (one-go x/X, v/V;
-    sequential b/o, v/V)."""
+    2026-11-26 (round 4), one-go misread 2 of the 30 library-drawn samples (0/O, z/Z), sequential 1
+    (z/Z)."""
     wrong = read_samples(sample_images)
     assert len(sample_images) == 30
     for form, misses in wrong.items():
         assert len(misses) <= 4, (form, misses)
 
 
-@pytest.mark.xfail(reason="issue 3 open: the interim weights misread 2 of 30 samples "
-                          "with each form; this passes once the weights reach the 98% target", strict=False)
+@pytest.mark.xfail(reason="issue 3 open: the interim weights misread 2 (one-go) and 1 "
+                          "(sequential) of 30 samples; this passes once the weights reach the 98% target", strict=False)
 def test_shipped_weights_read_every_sample(sample_images):
     wrong = read_samples(sample_images)
     assert len(sample_images) >= 30 and not any(wrong.values()), wrong

@@ -154,3 +154,39 @@ def test_joint_trains_both_forms_on_one_trunk(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "init one_go: all weights from" in again.stderr + again.stdout
     assert "init sequential: all weights from" in again.stderr + again.stdout
+
+    # and a round at another input size and reading box keeps the heads (resampled), not just the trunk
+    TALLER = [a if a != "32x64" else "48x64" for a in TINY]
+    resized = train("--synthetic", "32", "--synthetic-val", "8", "--alphabet", "0123456789", "--length", "4",
+                    "--form", "joint", "--steps", "2", "--init", str(out), "--crop", "0,0.1,1,0.9",
+                    "--out", str(tmp_path / "round3"), *TALLER)
+    assert resized.returncode == 0, resized.stderr[-3000:]
+    for form in ("one_go", "sequential"):
+        assert f"init {form}: all weights from" in resized.stderr + resized.stdout
+        assert "made for 4 characters" in resized.stderr + resized.stdout
+    assert Recognizer.from_pretrained(tmp_path / "round3").spec.height == 48
+
+
+def test_validation_split_does_not_follow_the_training_seed(tmp_path):
+    """Rounds that continue one another with a new --seed must validate on the same labels, or the
+    later round's validation holds images the earlier round trained on."""
+    sys.path.insert(0, str(ROOT))
+    import train as train_module
+    from captcha.spec import CaptchaSpec
+
+    data = tmp_path / "data"
+    synth.write_folder(data, 40, seed=3)
+    spec = CaptchaSpec()
+
+    class Quiet:
+        print = staticmethod(lambda *a, **k: None)
+
+    def val_labels(*extra):
+        args = train_module.parse_args(["--data", str(data), "--val-fraction", "0.25", *extra])
+        _, val, _ = train_module.make_datasets(args, spec, Quiet())
+        return sorted(s.label for s in val.samples)
+
+    first = val_labels("--seed", "0")
+    assert len(first) == 10
+    assert val_labels("--seed", "5") == first
+    assert val_labels("--seed", "5", "--split-seed", "1") != first

@@ -65,11 +65,13 @@ def peak_lr(run: Path, metrics: dict) -> float:
 def describe_round(run: Path) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     joint = metrics["forms"]["joint"]
-    summary = read_info(run / FILENAMES["one_go"]).summary
+    info = read_info(run / FILENAMES["one_go"])
+    summary = info.summary
     done = joint["history"][-1]["step"]
     speed = sum(h["images_per_s"] for h in joint["history"]) / len(joint["history"])
     return {"name": run.name, "init": summary["init"], "lr": peak_lr(run, metrics), "planned": joint["total_steps"],
-            "done": done, "batch": summary["batch_size"], "seen": done * summary["batch_size"], "speed": speed,
+            "done": done, "crop": ",".join(f"{v:g}" for v in info.spec.crop),
+            "size": f"{info.spec.height}x{info.spec.width}", "seed": metrics["args"]["seed"], "batch": summary["batch_size"], "seen": done * summary["batch_size"], "speed": speed,
             "hours": done * summary["batch_size"] / speed / 3600, "best": joint["best"], "history": joint["history"],
             "source": f"{run}/metrics.json"}
 
@@ -101,12 +103,12 @@ def main() -> int:
     seen, hours = sum(r["seen"] for r in rounds), sum(r["hours"] for r in rounds)
     sizes = {form: (args.weights / name).stat().st_size / 1e6 for form, name in FILENAMES.items()}
     single = bench["single_image"]
-    commands = "\n".join(f"INIT={r['init']} LR={r['lr']:g} STEPS={r['planned']} OUT=~/.cache/captcha/runs/{r['name']} "
+    commands = "\n".join(f"INIT={r['init']} LR={r['lr']:g} STEPS={r['planned']} SIZE={r['size']} CROP={r['crop']} SEED={r['seed']} OUT=~/.cache/captcha/runs/{r['name']} "
                           f"bash recipes/imagecaptcha/train_shipped.sh"
                           + ("\ncp ~/.cache/captcha/runs/" + r["name"] + "/{one_go,sequential}.safetensors weights/")
                           for r in rounds)
     round_rows = "\n".join(
-        f"| {i} | `{r['name']}` | {r['init']} | {r['lr']:g} | {r['done']} of {r['planned']} | {r['seen']:,} | "
+        f"| {i} | `{r['name']}` | {r['init']} | {r['size']} | {r['crop']} | {r['seed']} | {r['lr']:g} | {r['done']} of {r['planned']} | {r['seen']:,} | "
         f"{r['speed']:.1f} | {r['hours']:.1f} | {r['best']['step']}: {pct(r['best']['one_go']['string_accuracy'])} / "
         f"{pct(r['best']['sequential']['string_accuracy'])} |" for i, r in enumerate(rounds, 1))
     history = "\n".join(f"| {i} | {h['step']} | {pct(h['one_go']['string_accuracy'])} | "
@@ -141,7 +143,7 @@ Dataset" (256x256 PNG drawn by the PyPI `captcha` library's `ImageCaptcha`), for
 
 | file | form | trunk | input | size |
 |---|---|---|---|---|
-| `one_go.safetensors` | one-go: one head over the flattened feature map emits all 5 characters | timm `{infos['one_go'].arch}`, output stride {infos['one_go'].config.get('output_stride')} | {spec.height}x{spec.width} (HxW) from the rows {spec.crop[1]:g}-{spec.crop[3]:g} of the image | {sizes['one_go']:.1f} MB |
+| `one_go.safetensors` | one-go: one head over the flattened feature map emits all 5 characters | timm `{infos['one_go'].arch}`, output stride {infos['one_go'].config.get('output_stride')} | {spec.height}x{spec.width} (HxW) from rows {spec.crop[1] * 256:g}-{spec.crop[3] * 256:g} of a 256x256 image (crop {', '.join(f'{v:g}' for v in spec.crop)}) | {sizes['one_go']:.1f} MB |
 | `sequential.safetensors` | sequential: one attention region and one classifier per position | timm `{infos['sequential'].arch}`, output stride {infos['sequential'].config.get('output_stride')} | same | {sizes['sequential']:.1f} MB |
 
 fp16 safetensors; the metadata of each file holds its form, arch, head config, alphabet, length,
@@ -187,12 +189,13 @@ of its own (its import name clashes with this package) and draws, with seeded RN
 - `train-v071`: 100,000 images, `captcha==0.7.1`, `pillow==13.0.0`, seed base 1000;
 - `train-v03`: 100,000 images, `captcha==0.3`, `pillow==9.5.0`, seed base 2000 (the older release
   draws thinner, smaller glyphs, like the real Kaggle images);
-- plus 30,000 CAPTCHAs from this package's own generator (`captcha/synth.py`, DejaVu fonts, seed 0),
+- plus 30,000 CAPTCHAs from this package's own generator (`captcha/synth.py`, DejaVu fonts, seeded by the round's SEED),
   drawn on the fly.
 
 `ImageCaptcha(width=256, height=256)` with its default font (DroidSansMono at 42/50/56 px), file
 name = label. 0.5% of the library images' labels were held back for validation ({rounds[-1]['history'][-1]['count']}
-images), which picked the checkpoint. Data: {summary['data']}.
+images; the same labels in every round, `--split-seed 0`, so no round validates on what an earlier
+one trained on), which picked the checkpoint. Data: {summary['data']}.
 
 ## Training
 
@@ -207,8 +210,8 @@ bash recipes/imagecaptcha/evaluate_shipped.sh
 python recipes/imagecaptcha/model_card.py --runs ~/.cache/captcha/runs/{rounds[-1]['name']}   # adds the round to rounds.json
 ```
 
-| round | folder | init | peak LR | steps run | images seen | images/s | hours | best val step: one-go / sequential |
-|---|---|---|---|---|---|---|---|---|
+| round | folder | init | input (HxW) | crop (l,t,r,b) | seed | peak LR | steps run | images seen | images/s | hours | best val step: one-go / sequential |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 {round_rows}
 
 In all: {seen:,} images seen in batches of {summary['batch_size']}, about {hours:.1f} hours on 2 CPU cores
