@@ -71,7 +71,8 @@ def describe_round(run: Path) -> dict:
     speed = sum(h["images_per_s"] for h in joint["history"]) / len(joint["history"])
     return {"name": run.name, "init": summary["init"], "lr": peak_lr(run, metrics), "planned": joint["total_steps"],
             "done": done, "crop": ",".join(f"{v:g}" for v in info.spec.crop),
-            "size": f"{info.spec.height}x{info.spec.width}", "seed": metrics["args"]["seed"], "batch": summary["batch_size"], "seen": done * summary["batch_size"], "speed": speed,
+            "size": f"{info.spec.height}x{info.spec.width}", "seed": metrics["args"]["seed"],
+            "eval_every": metrics["args"]["eval_every"], "batch": summary["batch_size"], "seen": done * summary["batch_size"], "speed": speed,
             "hours": done * summary["batch_size"] / speed / 3600, "best": joint["best"], "history": joint["history"],
             "source": f"{run}/metrics.json"}
 
@@ -103,7 +104,9 @@ def main() -> int:
     seen, hours = sum(r["seen"] for r in rounds), sum(r["hours"] for r in rounds)
     sizes = {form: (args.weights / name).stat().st_size / 1e6 for form, name in FILENAMES.items()}
     single = bench["single_image"]
-    commands = "\n".join(f"INIT={r['init']} LR={r['lr']:g} STEPS={r['planned']} SIZE={r['size']} CROP={r['crop']} SEED={r['seed']} OUT=~/.cache/captcha/runs/{r['name']} "
+    commands = "\n".join(f"INIT={r['init']} LR={r['lr']:g} STEPS={r['planned']} SIZE={r['size']} CROP={r['crop']} SEED={r['seed']} "
+                          + (f"EVAL_EVERY={r['eval_every']} " if r.get("eval_every", 500) != 500 else "")  # 500: the script's default
+                          + f"OUT=~/.cache/captcha/runs/{r['name']} "
                           f"bash recipes/imagecaptcha/train_shipped.sh"
                           + ("\ncp ~/.cache/captcha/runs/" + r["name"] + "/{one_go,sequential}.safetensors weights/")
                           for r in rounds)
