@@ -64,6 +64,8 @@ def peak_lr(run: Path, metrics: dict) -> float:
 
 def describe_round(run: Path) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
+    if "forms" not in metrics:
+        return describe_gpu_round(run, metrics)
     joint = metrics["forms"]["joint"]
     info = read_info(run / FILENAMES["one_go"])
     summary = info.summary
@@ -75,6 +77,46 @@ def describe_round(run: Path) -> dict:
             "eval_every": metrics["args"]["eval_every"], "batch": summary["batch_size"], "seen": done * summary["batch_size"], "speed": speed,
             "hours": done * summary["batch_size"] / speed / 3600, "best": joint["best"], "history": joint["history"],
             "source": f"{run}/metrics.json"}
+
+
+def mean_of_versions(val: dict) -> dict:
+    """gpu_round.py validates per library version; the card's tables show the mean of the versions."""
+    return {form: {"string_accuracy": sum(v[form]["string_accuracy"] for v in val.values()) / len(val)}
+            for form in FILENAMES}
+
+
+def describe_gpu_round(run: Path, metrics: dict) -> dict:
+    """A round of gpu_round.py train (unpacked into `run` by gpu_round.py unpack)."""
+    args, summary, history = metrics["args"], metrics["summary"], metrics["history"]
+    info = read_info(run / FILENAMES["one_go"])
+    last = history[-1]
+    return {"name": run.name, "kind": "gpu", "init": "weights" if summary["init"] != "weights" and
+            summary["init"].endswith(".safetensors") else summary["init"],
+            "lr": args["lr"], "warmup": args["warmup"], "planned": f"{summary['seconds']} s", "done": last["step"],
+            "crop": ",".join(f"{v:g}" for v in info.spec.crop), "size": f"{info.spec.height}x{info.spec.width}",
+            "seed": args["seed"], "base": args["base"], "mix": args["mix"], "lib": args["lib"],
+            "seconds": args["seconds"], "deadline": args.get("deadline"), "batch": summary["batch_size"], "seen": summary["samples_seen"],
+            "drawn": last["drawn"], "speed": summary["samples_seen"] / summary["seconds"],
+            "hours": summary["seconds"] / 3600, "device": summary["device"], "data": summary["data"],
+            "best": {"step": last["step"], **mean_of_versions(last["val"])},
+            "history": [{"step": h["step"], **mean_of_versions(h["val"]), "train_loss": h.get("train_loss"),
+                         "by_version": h["val"]} for h in history],
+            "source": f"{run}/metrics.json"}
+
+
+def round_command(r: dict) -> str:
+    """The commands that make round `r`'s weights from what is in weights/ before it."""
+    if r.get("kind") == "gpu":
+        libs = " ".join(f"--lib {lib}" for lib in r["lib"])
+        return ("python recipes/imagecaptcha/gpu_round.py pack weights --out .gpu/init.safetensors   # here\n"
+                f"python recipes/imagecaptcha/gpu_round.py train --init .gpu/init.safetensors {libs} --mix {r['mix']} "
+                f"--seconds {r['seconds']:g} " + (f"--deadline {r['deadline']:g} " if r.get("deadline") else "") + f"--lr {r['lr']:g} --warmup {r['warmup']:g} --base {r['base']} --out OUT   # on the GPU\n"
+                f"python recipes/imagecaptcha/gpu_round.py unpack OUT --out ~/.cache/captcha/runs/{r['name']}   # here\n"
+                f"cp ~/.cache/captcha/runs/{r['name']}/{{one_go,sequential}}.safetensors weights/")
+    return (f"INIT={r['init']} LR={r['lr']:g} STEPS={r['planned']} SIZE={r['size']} CROP={r['crop']} SEED={r['seed']} "
+            + (f"EVAL_EVERY={r['eval_every']} " if r.get("eval_every", 500) != 500 else "")  # 500: the script's default
+            + f"OUT=~/.cache/captcha/runs/{r['name']} bash recipes/imagecaptcha/train_shipped.sh"
+            + "\ncp ~/.cache/captcha/runs/" + r["name"] + "/{one_go,sequential}.safetensors weights/")
 
 
 def main() -> int:
@@ -101,22 +143,42 @@ def main() -> int:
     if not rounds:
         sys.exit(f"no rounds: pass the round folders with --runs (none recorded in {ROUNDS})")
     ROUNDS.write_text(json.dumps(rounds, indent=1) + "\n")
-    seen, hours = sum(r["seen"] for r in rounds), sum(r["hours"] for r in rounds)
+    cpu = [r for r in rounds if r.get("kind") != "gpu"]
+    gpu = [r for r in rounds if r.get("kind") == "gpu"]
+    in_all = (f"{sum(r['seen'] for r in cpu):,} images seen in batches of {cpu[-1]['batch'] if cpu else '-'}, about "
+              f"{sum(r['hours'] for r in cpu):.1f} hours on 2 CPU cores (AMD EPYC, AVX512-BF16)")
+    if gpu:
+        in_all += (f", then {sum(r['seen'] for r in gpu):,} in batches of {gpu[-1]['batch']} (from "
+                   f"{sum(r['drawn'] for r in gpu):,} images drawn as they trained) in "
+                   f"{sum(r['hours'] for r in gpu) * 60:.0f} minutes on one {gpu[-1]['device']}")
+    else:
+        in_all += ", no GPU"
     sizes = {form: (args.weights / name).stat().st_size / 1e6 for form, name in FILENAMES.items()}
     single = bench["single_image"]
-    commands = "\n".join(f"INIT={r['init']} LR={r['lr']:g} STEPS={r['planned']} SIZE={r['size']} CROP={r['crop']} SEED={r['seed']} "
-                          + (f"EVAL_EVERY={r['eval_every']} " if r.get("eval_every", 500) != 500 else "")  # 500: the script's default
-                          + f"OUT=~/.cache/captcha/runs/{r['name']} "
-                          f"bash recipes/imagecaptcha/train_shipped.sh"
-                          + ("\ncp ~/.cache/captcha/runs/" + r["name"] + "/{one_go,sequential}.safetensors weights/")
-                          for r in rounds)
+    commands = "\n".join(round_command(r) for r in rounds)
     round_rows = "\n".join(
-        f"| {i} | `{r['name']}` | {r['init']} | {r['size']} | {r['crop']} | {r['seed']} | {r['lr']:g} | {r['done']} of {r['planned']} | {r['seen']:,} | "
-        f"{r['speed']:.1f} | {r['hours']:.1f} | {r['best']['step']}: {pct(r['best']['one_go']['string_accuracy'])} / "
+        f"| {i} | `{r['name']}` | {'GPU (' + r['device'] + ')' if r.get('kind') == 'gpu' else '2 CPU cores'} | {r['init']} | "
+        f"{r['size']} | {r['crop']} | {r['seed']} | {r['lr']:g} | {r['batch']} | {r['done']} {'in' if r.get('kind') == 'gpu' else 'of'} {r['planned']} | {r['seen']:,} | "
+        f"{r['speed']:.1f} | {r['hours']:.2f} | {r['best']['step']}: {pct(r['best']['one_go']['string_accuracy'])} / "
         f"{pct(r['best']['sequential']['string_accuracy'])} |" for i, r in enumerate(rounds, 1))
     history = "\n".join(f"| {i} | {h['step']} | {pct(h['one_go']['string_accuracy'])} | "
-                         f"{pct(h['sequential']['string_accuracy'])} | {h['train_loss']:.4f} |"
+                         f"{pct(h['sequential']['string_accuracy'])} | "
+                         f"{'-' if h.get('train_loss') is None else format(h['train_loss'], '.4f')} |"
                          for i, r in enumerate(rounds, 1) for h in r["history"])
+    picked = ("the last round's weights at the end of its schedule (a GPU round keeps no checkpoints to pick "
+              "from; its validation is only watched)" if rounds[-1].get("kind") == "gpu" else
+              "the last round's best checkpoint by validation full-string accuracy (mean of the two forms)")
+    gpu_data = "" if not gpu else f"""
+
+GPU rounds (`recipes/imagecaptcha/gpu_round.py`, see the recipe's README) draw their images while
+they train, with the same two releases: their `captcha` package folders, copied from `build.sh`'s
+venvs, run by `stream.py` workers under the GPU machine's own Pillow (where 0.3's
+`ImageDraw.textsize`, gone since Pillow 10, is put back from `getbbox`; on 200 draws that gave the
+same pixels as Pillow 9.5.0 for 191 and a mean difference under 3.5/255 for the rest). Worker k
+draws seed base {gpu[-1]['base']} + k ({gpu[-1]['mix'].replace(',', ' : ')} workers of 0.3 : 0.7.1 in the last round), so no
+image repeats one of `build.sh`'s or the held-out sets; every image drawn stays in GPU memory and
+batches are sampled from all of them. Their validation is 1000 images per release drawn from seed
+bases 5900 and 5901 (the tables below show the mean of the two). Data of the last round: {summary['data']}."""
     sample_line = "; ".join(
         f"{form} {samples[form]['count'] - len(samples[form]['errors'])} of {samples[form]['count']}"
         + "".join(f", `{e['label']}` read `{e['read']}`" for e in samples[form]["errors"]) for form in FILENAMES)
@@ -151,7 +213,7 @@ Dataset" (256x256 PNG drawn by the PyPI `captcha` library's `ImageCaptcha`), for
 
 fp16 safetensors; the metadata of each file holds its form, arch, head config, alphabet, length,
 input size and crop, so `Recognizer.from_pretrained("weights")` rebuilds them with no other file.
-Both were trained together on one shared trunk (`train.py --form joint`), so the two files hold
+Both were trained together on one shared trunk (`train.py --form joint`, then `gpu_round.py`), so the two files hold
 the same trunk and the `Recognizer` runs it once per image.
 
 ```python
@@ -196,16 +258,17 @@ of its own (its import name clashes with this package) and draws, with seeded RN
   drawn on the fly.
 
 `ImageCaptcha(width=256, height=256)` with its default font (DroidSansMono at 42/50/56 px), file
-name = label. 0.5% of the library images' labels were held back for validation ({rounds[-1]['history'][-1]['count']}
-images; the same labels in every round, `--split-seed 0`, so no round validates on what an earlier
-one trained on), which picked the checkpoint. Data: {summary['data']}.
+name = label. 0.5% of the library images' labels were held back for validation ({cpu[-1]['history'][-1]['count']}
+images; the same labels in every CPU round, `--split-seed 0`, so no round validates on what an earlier
+one trained on), which picked the checkpoint.{gpu_data}
 
 ## Training
 
-Each round is one run of `recipes/imagecaptcha/train_shipped.sh` (it runs `build.sh`, then
+A CPU round is one run of `recipes/imagecaptcha/train_shipped.sh` (it runs `build.sh`, then
 `train.py --form joint` with the options shown there; resumable, so a killed round is finished by
-rerunning its command). `INIT=weights` starts a round from what is in `weights/`, i.e. the previous
-round's result copied there:
+rerunning its command). A GPU round is `gpu_round.py pack`, `train` on the GPU machine (a time
+budget, not a step count, sets its one-cycle schedule) and `unpack`. Every round after the first
+starts from what is in `weights/`, i.e. the previous round's result copied there:
 
 ```bash
 {commands}
@@ -213,18 +276,18 @@ bash recipes/imagecaptcha/evaluate_shipped.sh
 python recipes/imagecaptcha/model_card.py --runs ~/.cache/captcha/runs/{rounds[-1]['name']}   # adds the round to rounds.json
 ```
 
-| round | folder | init | input (HxW) | crop (l,t,r,b) | seed | peak LR | steps run | images seen | images/s | hours | best val step: one-go / sequential |
-|---|---|---|---|---|---|---|---|---|---|---|---|
+| round | folder | hardware | init | input (HxW) | crop (l,t,r,b) | seed | peak LR | batch | steps run | images seen | images/s | hours | picked step: val one-go / sequential |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {round_rows}
 
-In all: {seen:,} images seen in batches of {summary['batch_size']}, about {hours:.1f} hours on 2 CPU cores
-(AMD EPYC, AVX512-BF16), no GPU. Trained from scratch (no ImageNet checkpoint can be downloaded where
+In all: {in_all}. Trained from scratch (no ImageNet checkpoint can be downloaded where
 this was trained): AdamW (weight decay 0.05), a one-cycle schedule per round, label smoothing 0.05, a
 small random shift/tilt (scale within 3%), {summary['precision']}
-autocast, channels-last. The shipped files are the last round's best checkpoint by validation
-full-string accuracy (mean of the two forms).
+autocast, channels-last. The shipped files are {picked}.
 
-Validation during training (full-string accuracy):
+Validation during training (full-string accuracy). CPU rounds: the 1000 held-back labels; GPU rounds:
+the mean of the 1000 images per release drawn from seed bases 5900 and 5901, step 0 being the
+weights they started from (rounds 7 and 8 logged their loss but did not record it here):
 
 | round | step | one-go | sequential | train loss |
 |---|---|---|---|---|
