@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the ImageCaptcha training / held-out sets (see README.md in this folder).
 #
-#   bash recipes/imagecaptcha/build.sh [--workers N]
+#   bash recipes/imagecaptcha/build.sh [--workers N] [--venvs-only]
 #
 # Environment:
 #   CAPTCHA_CACHE   root of venvs and data        (default: $HOME/.cache/captcha)
@@ -27,6 +27,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --workers) WORKERS="$2"; shift 2 ;;
     --workers=*) WORKERS="${1#--workers=}"; shift ;;
+    --venvs-only) VENVS_ONLY=1; shift ;;   # just the two library venvs (gpu_carry.sh needs no data)
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -89,6 +90,10 @@ generate() {
 
 PY071="$(make_venv imagecaptcha-0.7.1 "$HERE/requirements-0.7.1.txt")"
 PY03="$(make_venv imagecaptcha-0.3 "$HERE/requirements-0.3.txt")"
+if [ "${VENVS_ONLY:-0}" = 1 ]; then
+  log "venvs ready: $PY071 $PY03"
+  exit 0
+fi
 
 log "start: TRAIN_COUNT=$TRAIN_COUNT HELDOUT_COUNT=$HELDOUT_COUNT WORKERS=$WORKERS data=$DATA"
 # Held-out sets first: they are small and then usable while the training sets are drawn.

@@ -108,10 +108,11 @@ def round_command(r: dict) -> str:
     """The commands that make round `r`'s weights from what is in weights/ before it."""
     if r.get("kind") == "gpu":
         libs = " ".join(f"--lib {lib}" for lib in r["lib"])
-        return ("python recipes/imagecaptcha/gpu_round.py pack weights --out .gpu/init.safetensors   # here\n"
+        return ("bash recipes/imagecaptcha/gpu_carry.sh prepare   # here: gpu_round.py pack weights -> .gpu/init.safetensors\n"
                 f"python recipes/imagecaptcha/gpu_round.py train --init .gpu/init.safetensors {libs} --mix {r['mix']} "
                 f"--seconds {r['seconds']:g} " + (f"--deadline {r['deadline']:g} " if r.get("deadline") else "") + f"--lr {r['lr']:g} --warmup {r['warmup']:g} --base {r['base']} --out OUT   # on the GPU\n"
-                f"python recipes/imagecaptcha/gpu_round.py unpack OUT --out ~/.cache/captcha/runs/{r['name']}   # here\n"
+                "bash recipes/imagecaptcha/gpu_carry.sh restore   # here\n"
+                f"python recipes/imagecaptcha/gpu_round.py unpack OUT --out ~/.cache/captcha/runs/{r['name']}\n"
                 f"cp ~/.cache/captcha/runs/{r['name']}/{{one_go,sequential}}.safetensors weights/")
     return (f"INIT={r['init']} LR={r['lr']:g} STEPS={r['planned']} SIZE={r['size']} CROP={r['crop']} SEED={r['seed']} "
             + (f"EVAL_EVERY={r['eval_every']} " if r.get("eval_every", 500) != 500 else "")  # 500: the script's default
