@@ -51,9 +51,8 @@ def fake_library(tmp_path) -> Path:
 
 
 def run(*args, timeout=240) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(RECIPE / "gpu_round.py"), *map(str, args)], capture_output=True,
-                            text=True, env=subprocess_env(), timeout=timeout, cwd=ROOT)
-    return result
+    return subprocess.run([sys.executable, str(RECIPE / "gpu_round.py"), *map(str, args)], capture_output=True,
+                          text=True, env=subprocess_env(), timeout=timeout, cwd=ROOT)
 
 
 def joint_weights(folder: Path, seed: int = 0) -> Joint:

@@ -47,7 +47,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from captcha.models import Joint  # noqa: E402
 from captcha.spec import MEAN, STD, CaptchaSpec  # noqa: E402
-from captcha.weights import FILENAMES, load_weights, save_weights  # noqa: E402
+from captcha.recognizer import Recognizer  # noqa: E402
+from captcha.weights import FILENAMES, save_weights  # noqa: E402
+from train import loss_fn  # noqa: E402
 
 STREAM = Path(__file__).resolve().with_name("stream.py")
 PART_BYTES = 15 * 2**20  # the device tool sends back files of at most 16 MiB
@@ -77,14 +79,11 @@ def build_joint(metadata: dict, state: dict) -> Joint:
 def pack(args) -> int:
     """The two shipped files -> one Joint file (they must share their trunk, as train.py --form joint makes them)."""
     folder = Path(args.weights)
-    one_go, info = load_weights(folder / FILENAMES["one_go"])
-    sequential, seq_info = load_weights(folder / FILENAMES["sequential"])
-    if info.spec != seq_info.spec or info.arch != seq_info.arch:
-        sys.exit("pack: the two files were made for different inputs or trunks")
-    differ = [k for k, v in one_go.trunk.state_dict().items() if not v.equal(sequential.trunk.state_dict()[k])]
-    if differ:
-        sys.exit(f"pack: the two forms do not share their trunk ({len(differ)} tensors differ); "
+    rec = Recognizer.from_pretrained(folder)
+    if set(rec.models) != set(FILENAMES) or not rec.shared_trunk:
+        sys.exit(f"pack: the two forms in {folder} do not share their trunk (or one is missing); "
                  "pack only works for jointly trained weights")
+    one_go, sequential, info = rec.models["one_go"], rec.models["sequential"], rec.infos["one_go"]
     config = dict(output_stride=info.config["output_stride"], one_go_channels=info.config["head_channels"],
                   dropout=info.config["dropout"])
     model = Joint(info.spec, info.arch, **config)
@@ -105,11 +104,8 @@ def unpack(args) -> int:
     if not parts:
         sys.exit(f"unpack: no {PARTS}* files in {run}")
     data = b"".join(p.read_bytes() for p in parts)
-    tmp = run / ".joint.safetensors"
-    tmp.write_bytes(data)
-    with safe_open(str(tmp), "pt") as f:
-        metadata = f.metadata()
-    tmp.unlink()
+    header = int.from_bytes(data[:8], "little")  # safetensors: 8-byte length, then the JSON header
+    metadata = json.loads(data[8: 8 + header])["__metadata__"]
     model = build_joint(metadata, load_bytes(data))
     summary = json.loads(metadata.get("summary", "{}"))
     for part in ("one_go", "sequential"):
@@ -140,7 +136,7 @@ class Feed:
         self.lock = threading.Lock()
         self.written = 0  # records claimed
         self.ready = 0    # records copied in full (what batches may sample)
-        self.procs, self.threads, self.errors = [], [], []
+        self.procs, self.errors = [], []
         self.copy_stream = torch.cuda.Stream(device) if torch.device(device).type == "cuda" else None
 
     def stream_context(self):
@@ -157,11 +153,10 @@ class Feed:
         self.procs.append(proc)
         thread = threading.Thread(target=self._read, args=(proc, count, into), daemon=True)
         thread.start()
-        self.threads.append(thread)
         return thread
 
-    def _decode(self, raw: bytes, n: int):
-        flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(n, self.record)
+    def _decode(self, raw: bytearray, n: int):
+        flat = torch.frombuffer(raw, dtype=torch.uint8).view(n, self.record)
         labels = self.lookup[flat[:, : self.spec.length].long()]
         images = flat[:, self.spec.length:].reshape(n, *self.shape)
         return images, labels
@@ -207,7 +202,7 @@ def _read_exactly(stream, n: int):
         if not k:
             return None
         got += k
-    return bytes(buf)
+    return buf
 
 
 def random_affine(x: torch.Tensor) -> torch.Tensor:
@@ -363,7 +358,7 @@ def train(args) -> int:
         y = feed.labels[idx].long()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.repeat(1, 2).flatten(), label_smoothing=args.label_smoothing)
+        loss = loss_fn(logits, y, args.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)

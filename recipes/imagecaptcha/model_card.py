@@ -90,8 +90,7 @@ def describe_gpu_round(run: Path, metrics: dict) -> dict:
     args, summary, history = metrics["args"], metrics["summary"], metrics["history"]
     info = read_info(run / FILENAMES["one_go"])
     last = history[-1]
-    return {"name": run.name, "kind": "gpu", "init": "weights" if summary["init"] != "weights" and
-            summary["init"].endswith(".safetensors") else summary["init"],
+    return {"name": run.name, "kind": "gpu", "init": "weights" if summary["init"].endswith(".safetensors") else summary["init"],
             "lr": args["lr"], "warmup": args["warmup"], "planned": f"{summary['seconds']} s", "done": last["step"],
             "crop": ",".join(f"{v:g}" for v in info.spec.crop), "size": f"{info.spec.height}x{info.spec.width}",
             "seed": args["seed"], "base": args["base"], "mix": args["mix"], "lib": args["lib"],
