@@ -175,7 +175,9 @@ def build_api(service: Service, cors_origins=()) -> FastAPI:
     @app.get("/api/health")
     async def health() -> dict:
         """Up, and with which models (arch, spec, training summary) and limits."""
-        return {"status": "ok", "models": service.recognizer.describe(),
+        rec = service.recognizer
+        return {"status": "ok", "models": rec.describe(),
+                "runtime": {"engine": rec.engine, "precision": "bf16" if rec.bf16 else "fp32"},
                 "limits": {"max_upload_mb": service.max_upload_mb, "max_batch": service.max_batch}}
 
     @app.post("/api/predict")

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from captcha.data import FolderDataset, SyntheticDataset, scan_folder, split_samples
 from captcha.errors import CaptchaError, WeightsError
 from captcha.models import build_model, feature_shape, form_name
+from captcha.recognizer import bf16_is_fast
 from captcha.spec import DEFAULT_ALPHABET, DEFAULT_HEIGHT, DEFAULT_LENGTH, CaptchaSpec
 from captcha.weights import FILENAMES, find_weights, load_weights, save_weights
 
@@ -75,7 +76,7 @@ def parse_args(argv=None):
     g.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also checkpoint this often")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto: bf16 autocast on CPU and CUDA, fp32 elsewhere")
+                   help="auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere")
     g.add_argument("--threads", type=int, help="torch CPU threads per process")
     args = p.parse_args(argv)
     if args.epochs is not None and args.steps is not None:
@@ -116,7 +117,9 @@ class Runtime:
             torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
         if self.distributed:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        self.bf16 = args.precision == "bf16" or (args.precision == "auto" and self.device.type in ("cpu", "cuda"))
+        # bf16 pays on CUDA and on CPUs with bf16 units; an AVX2-only CPU emulates it, slower than fp32.
+        self.bf16 = args.precision == "bf16" or (args.precision == "auto" and (
+            self.device.type == "cuda" or (self.device.type == "cpu" and bf16_is_fast())))
         self.main = self.rank == 0
 
     def autocast(self):

@@ -15,7 +15,7 @@ DEFAULT_WEIGHTS = str(Path(__file__).resolve().parent.parent / "weights")
 def _recognizer(args):
     from .recognizer import Recognizer, set_threads
     set_threads(getattr(args, "threads", None))
-    return Recognizer.from_pretrained(args.weights, precision=args.precision)
+    return Recognizer.from_pretrained(args.weights, precision=args.precision, engine=args.engine)
 
 
 def cmd_predict(args) -> int:
@@ -105,7 +105,7 @@ def cmd_bench(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     s = result["single_image"]
-    print(f"forms: {', '.join(result['forms'])} ({result['precision']}, {result['threads']} threads, "
+    print(f"forms: {', '.join(result['forms'])} ({result['precision']}, {result['engine']}, {result['threads']} threads, "
           f"input HxW {result['input_hxw']})")
     print(f"single image, all forms: p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms over {s['runs']} runs")
     print(f"batch of {result['batch']['batch_size']}: {result['batch']['images_per_s']} images/s")
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--weights", default=DEFAULT_WEIGHTS,
                        help="weights folder, .safetensors file or Hub repo id user/name (default: the shipped weights/)")
         q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+        q.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"],
+                       help="what runs the trunk (auto: ONNX Runtime for fp32 when installed, PyTorch for bf16)")
         q.add_argument("--threads", type=int, help="torch CPU threads")
 
     def spec_options(q, required=True):

@@ -37,9 +37,11 @@ def bench(recognizer: Recognizer, image, runs: int = 50, warmup: int = 5, batch_
         "archs": {f: i.arch for f, i in recognizer.infos.items()},
         "input_hxw": {f: f"{i.spec.height}x{i.spec.width}" for f, i in recognizer.infos.items()},
         "precision": "bf16" if recognizer.bf16 else "fp32",
+        "engine": recognizer.engine,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...: what the kernels can use
         "single_image": {"runs": runs, **_percentiles(single)},
         "batch": {"batch_size": batch_size, "images_per_s": round(throughput, 1)},
     }

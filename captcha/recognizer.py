@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .errors import WeightsError
+from . import onnx_trunk
+from .errors import CaptchaError, WeightsError
 from .hub import resolve
 from .images import open_image
 from .models import FORMS
 from .spec import CaptchaSpec
 from .weights import FILENAMES, WeightsInfo, check_spec, find_weights, load_weights
+
+ENGINES = ("auto", "torch", "onnx")  # what runs the trunk; see Recognizer._pick_engine
 
 
 @dataclass
@@ -85,18 +89,45 @@ class Recognizer:
     """Holds the loaded models; thread-safe for concurrent `predict` calls (inference only)."""
 
     def __init__(self, models: dict[str, torch.nn.Module], infos: dict[str, WeightsInfo],
-                 precision: str = "auto"):
+                 precision: str = "auto", engine: str = "auto"):
         if not models:
             raise WeightsError("a Recognizer needs at least one model")
         if precision not in ("auto", "fp32", "bf16"):
             raise ValueError("precision must be auto, fp32 or bf16")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}")
         self.models = {form: m.eval().to(memory_format=torch.channels_last) for form, m in models.items()}
         self.infos = infos
-        self.bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast())
+        self.bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast() and engine != "onnx")
         for model in self.models.values():
             for p in model.parameters():
                 p.requires_grad_(False)
         self.shared_trunk = self._share_trunk()
+        self.engine = self._pick_engine(engine)
+        self.trunks = {id(m.trunk): m.trunk for m in self.models.values()}  # id(torch trunk) -> what runs it
+        if self.engine == "onnx":
+            try:
+                for form, model in self.models.items():
+                    spec = self.infos[form].spec
+                    self.trunks[id(model.trunk)] = onnx_trunk.OnnxTrunk(model.trunk, (3, spec.height, spec.width))
+            except Exception as e:  # a trunk the exporter cannot handle: PyTorch still reads it
+                if engine == "onnx":
+                    raise CaptchaError(f"cannot run this trunk in ONNX Runtime: {e}") from None
+                warnings.warn(f"ONNX export failed ({e}); reading with PyTorch instead", RuntimeWarning)
+                self.engine, self.trunks = "torch", {id(m.trunk): m.trunk for m in self.models.values()}
+
+    def _pick_engine(self, engine: str) -> str:
+        """auto: ONNX Runtime for fp32 when it is installed (about 2x PyTorch eager on AVX2 CPUs),
+        PyTorch for bf16 (CPUs with native bf16, where its oneDNN kernels are the fast path)."""
+        if engine == "onnx":
+            if self.bf16:
+                raise ValueError("the onnx engine runs fp32; use precision fp32 or auto with it")
+            if not onnx_trunk.available():
+                raise CaptchaError("the onnx engine needs onnxruntime and onnxscript (pip install -r requirements.txt)")
+            return "onnx"
+        if engine == "auto" and not self.bf16 and onnx_trunk.available():
+            return "onnx"
+        return "torch"
 
     def _share_trunk(self) -> bool:
         """Forms trained together (train.py --form joint) hold the same trunk: run it once per image."""
@@ -113,7 +144,7 @@ class Recognizer:
 
     @classmethod
     def from_pretrained(cls, path="weights", forms=FORMS, spec: CaptchaSpec | None = None,
-                        precision: str = "auto") -> "Recognizer":
+                        precision: str = "auto", engine: str = "auto") -> "Recognizer":
         """Load the forms found in a weights folder, one .safetensors file or a Hub repo id (`user/name`).
 
         A local path wins over a repo id spelled the same. `spec`, if given, refuses weights
@@ -122,7 +153,7 @@ class Recognizer:
         path = resolve(path)
         if path.is_file():
             model, info = load_weights(path, expect_spec=spec)
-            return cls({info.form: model}, {info.form: info}, precision)
+            return cls({info.form: model}, {info.form: info}, precision, engine)
         if not path.is_dir():
             raise WeightsError(f"{path}: no such weights folder or file")
         files = {form: p for form, p in find_weights(path).items() if form in forms}
@@ -132,7 +163,7 @@ class Recognizer:
         models, infos = {}, {}
         for form, file in files.items():
             models[form], infos[form] = load_weights(file, expect_form=form, expect_spec=spec)
-        return cls(models, infos, precision)
+        return cls(models, infos, precision, engine)
 
     @property
     def spec(self) -> CaptchaSpec:
@@ -179,7 +210,7 @@ class Recognizer:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                 key = (id(model.trunk), spec)
                 if key not in features:
-                    features[key] = model.trunk(inputs[spec])
+                    features[key] = self.trunks[id(model.trunk)](inputs[spec])
                 if form == "sequential":
                     logits, maps = model.read_with_maps(features[key])
                     maps = maps.float().numpy()

@@ -1,8 +1,11 @@
 """Shared fixtures: tiny real models (timm resnet18 at a small input) so the suite stays fast."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The ONNX engine caches exported trunks under $CAPTCHA_CACHE/onnx: keep the suite's out of the
+# user's cache (servers and CLI runs started by tests inherit it, so each tiny trunk is exported once).
+os.environ["CAPTCHA_CACHE"] = tempfile.mkdtemp(prefix="captcha-tests-")
+atexit.register(shutil.rmtree, os.environ["CAPTCHA_CACHE"], ignore_errors=True)
 
 import torch  # noqa: E402
 

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from conftest import ROOT, TINY_SPEC, subprocess_env
-from captcha.recognizer import Recognizer
+from captcha import onnx_trunk
+from captcha.recognizer import Recognizer, bf16_is_fast
 
 MAX_UPLOAD_MB = 1
 MAX_BATCH = 5
@@ -120,6 +121,9 @@ def test_health_reports_the_loaded_models(server):
     body = r.json()
     assert body["status"] == "ok"
     assert set(body["models"]) == {"one_go", "sequential"}
+    bf16 = bf16_is_fast()  # what auto picks on this CPU: bf16 in PyTorch, else fp32 in ONNX Runtime
+    assert body["runtime"] == {"engine": "torch" if bf16 or not onnx_trunk.available() else "onnx",
+                               "precision": "bf16" if bf16 else "fp32"}
     for form in body["models"].values():
         assert form["arch"] == "resnet18"
         assert form["spec"] == {"alphabet": TINY_SPEC.alphabet, "length": TINY_SPEC.length,

@@ -26,17 +26,19 @@ SPEC = CaptchaSpec(alphabet="0123456789abcdef", length=4, height=96, width=256, 
 
 FAKE_IMAGE = '''
 import random
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 class ImageCaptcha:
-    def __init__(self, width=160, height=60):
+    def __init__(self, width=160, height=60, fonts=None, font_sizes=None):
         self._size = (width, height)
+        self._font_sizes = font_sizes or (12,)
 
     def generate_image(self, chars):
         image = Image.new("RGB", self._size, tuple(random.randint(200, 255) for _ in range(3)))
         draw = ImageDraw.Draw(image)
         for k, c in enumerate(chars):
-            draw.text((30 + 50 * k, 110 + random.randint(-8, 8)), c, fill=(20, 20, 20))
+            font = ImageFont.load_default(size=random.choice(self._font_sizes))
+            draw.text((30 + 50 * k, 110 + random.randint(-8, 8)), c, fill=(20, 20, 20), font=font)
         return image
 '''
 
@@ -69,15 +71,23 @@ def test_stream_sends_generate_py_labels_and_pixels(fake_library):
         import generate
     finally:
         sys.path.remove(str(RECIPE))
-    out = subprocess.run([sys.executable, "-I", str(RECIPE / "stream.py"), "--lib", str(fake_library), "--base", "7",
-                          "--count", "3", "--alphabet", SPEC.alphabet, "--length", "4"],
-                         capture_output=True, timeout=60, check=True).stdout
+
+    def stream(*extra):
+        return subprocess.run([sys.executable, "-I", str(RECIPE / "stream.py"), "--lib", str(fake_library),
+                               "--base", "7", "--count", "3", "--alphabet", SPEC.alphabet, "--length", "4", *extra],
+                              capture_output=True, timeout=60, check=True).stdout
+    out = stream()
     record = 4 + 96 * 256 * 3
     assert len(out) == 3 * record
     labels = [out[i * record: i * record + 4].decode() for i in range(3)]
     assert labels == [generate.make_label(generate.image_seed(7, i), SPEC.alphabet, 4) for i in range(3)]
     pixels = torch.frombuffer(bytearray(out[4:record]), dtype=torch.uint8)
     assert pixels.float().std() > 5  # text was drawn into the band, not a blank strip
+
+    big = stream("--font-sizes", "40,40")  # --font-sizes reaches ImageCaptcha: larger glyphs, more ink
+    assert big[:4] == out[:4]
+    ink = lambda raw: int((torch.frombuffer(bytearray(raw[4:record]), dtype=torch.uint8) < 100).sum())  # noqa: E731
+    assert ink(big) > 2 * ink(out)
 
 
 def test_pack_train_unpack(tmp_path, fake_library):
@@ -93,9 +103,9 @@ def test_pack_train_unpack(tmp_path, fake_library):
     out = tmp_path / "run"
     result = run("train", "--init", packed, "--lib", f"fake={fake_library}", "--device", "cpu", "--seconds", 4,
                  "--batch-size", 4, "--val", 8, "--workers", 1, "--buffer", 64, "--eval-seconds", 1000,
-                 "--out", out)
+                 "--font-sizes", "12,16", "--out", out)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "final after" in result.stdout
+    assert "final after" in result.stdout and "font sizes 12,16" in result.stdout
     parts = sorted(out.glob("joint.safetensors.part*"))
     assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
 

@@ -66,9 +66,10 @@ def test_package_level_api(tiny_weights, sample_images):
     assert isinstance(pred, captcha.Prediction) and isinstance(pred.one_go, captcha.Reading)
 
 
-def test_shared_trunk_runs_once_and_reads_as_two_models_would(tmp_path, sample_images):
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_shared_trunk_runs_once_and_reads_as_two_models_would(tmp_path, sample_images, engine):
     """Files saved from one joint model share their trunk; the Recognizer then runs it once per
-    image, and the readings equal those of the two models loaded separately."""
+    image (with either engine), and the readings equal those of the two PyTorch models loaded separately."""
     import torch
 
     from captcha.models import build_model
@@ -78,11 +79,12 @@ def test_shared_trunk_runs_once_and_reads_as_two_models_would(tmp_path, sample_i
     joint = build_model("joint", TINY_SPEC, arch="resnet18")
     for form in ("one_go", "sequential"):
         save_weights(tmp_path / FILENAMES[form], joint.part(form), form, "resnet18")
-    shared = Recognizer.from_pretrained(tmp_path, precision="fp32")
-    assert shared.shared_trunk
+    shared = Recognizer.from_pretrained(tmp_path, precision="fp32", engine=engine)
+    assert shared.shared_trunk and shared.engine == engine and len(shared.trunks) == 1
 
     calls = []
-    shared.models["one_go"].trunk.register_forward_hook(lambda *a: calls.append(1))
+    key, run = next(iter(shared.trunks.items()))
+    shared.trunks[key] = lambda x: calls.append(1) or run(x)
     pred = shared.predict(sample_images[0])
     assert len(calls) == 1
 

@@ -142,13 +142,15 @@ class Feed:
     def stream_context(self):
         return torch.cuda.stream(self.copy_stream) if self.copy_stream is not None else contextlib.nullcontext()
 
-    def start(self, lib: str, base: int, count: int = 0, into: list | None = None):
+    def start(self, lib: str, base: int, count: int = 0, into: list | None = None, font_sizes: str | None = None):
         """One worker; its records go to the ring buffer, or (count > 0, `into`) to a list."""
         cmd = [sys.executable, "-I", str(STREAM), "--lib", lib, "--base", str(base),
                "--rows", f"{self.rows[0]},{self.rows[1]}", "--alphabet", self.spec.alphabet,
                "--length", str(self.spec.length)]
         if count:
             cmd += ["--count", str(count)]
+        if font_sizes:
+            cmd += ["--font-sizes", font_sizes]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, bufsize=0)
         self.procs.append(proc)
         thread = threading.Thread(target=self._read, args=(proc, count, into), daemon=True)
@@ -310,10 +312,11 @@ def train(args) -> int:
     k = 0
     for (name, lib), n in zip(libs, counts):
         for _ in range(n):
-            feed.start(lib, args.base + k)
+            feed.start(lib, args.base + k, font_sizes=args.font_sizes)  # validation keeps the library's own
             k += 1
     log(f"workers: {', '.join(f'{n} x captcha {name}' for (name, _), n in zip(libs, counts))}, "
-        f"seed bases {args.base}..{args.base + k - 1}; validation {args.val} per version from base {args.val_base}")
+        f"seed bases {args.base}..{args.base + k - 1}{f', font sizes {args.font_sizes}' if args.font_sizes else ''}; "
+        f"validation {args.val} per version from base {args.val_base}")
     for name, chunks, thread in val_threads:
         thread.join(timeout=120)
         got = sum(len(c[0]) for c in chunks)
@@ -422,6 +425,8 @@ def main(argv=None) -> int:
                    help="a folder holding that release's captcha/ package; repeat per version")
     s.add_argument("--mix", help="workers per --lib as weights, e.g. 4,3 (default equal)")
     s.add_argument("--workers", type=int, help="training draw workers in all (default: CPU cores - 2)")
+    s.add_argument("--font-sizes", help="training draws only: the library's font_sizes, e.g. 42,42,50,56 to draw "
+                   "half the glyphs at 42, where most misreadings are (error_factors.py); validation keeps 42,50,56")
     s.add_argument("--seconds", type=float, default=420, help="training time (the schedule's length)")
     s.add_argument("--deadline", type=float, help="seconds from start by which everything must be written")
     s.add_argument("--batch-size", type=int, default=256)

@@ -28,6 +28,15 @@ SETS = {"heldout-v071": "captcha 0.7.1 (Pillow 13.0.0), seed base 9000001",
         "heldout-v03": "captcha 0.3 (Pillow 9.5.0), seed base 9000002"}
 
 
+def engine_note(bench: dict) -> str:
+    """', trunk in ONNX Runtime' when bench.json says so (older bench files predate the engine field)."""
+    return {"onnx": ", trunk in ONNX Runtime", "torch": ", PyTorch"}.get(bench.get("engine"), "")
+
+
+def cpu_note(bench: dict) -> str:
+    return f" with {bench['cpu_capability']}" if bench.get("cpu_capability") else ""
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
@@ -243,7 +252,7 @@ The 30 sample images in `data/` (drawn by the library, seeds disjoint from train
 
 Speed (`python -m captcha bench --image <a held-out image>`): both forms on one image, decode and
 preprocessing included, p50 {single['p50_ms']} ms, p95 {single['p95_ms']} ms
-({bench['precision']}, {bench['threads']} threads, {bench['machine']}, {bench['cpu_count']} cores);
+({bench['precision']}{engine_note(bench)}, {bench['threads']} threads, {bench['machine']}{cpu_note(bench)}, {bench['cpu_count']} cores);
 batches of {bench['batch']['batch_size']}: {bench['batch']['images_per_s']} images/s.
 
 ## Training data
@@ -302,7 +311,9 @@ weights they started from (rounds 7 and 8 logged their loss but did not record i
   stretches a `v` to the size of a `V`), so c/C, o/O, s/S, u/U, v/V, w/W, x/X, z/Z and 0/O differ
   only by stroke weight and fine shape, which the random font size and warp also change; see
   `recipes/imagecaptcha/glyph_pairs.py` and the recipe's README. The confusion counts above show how
-  often each is misread.
+  often each is misread; which draws they are (font size, rotation, warp, noise), and each misread
+  glyph beside the same draw with the character it was read as, are in the recipe's README ("Which
+  draws are misread": `draw_params.py`, `error_factors.py`, `twins.py`).
 """
     out = args.weights / "README.md"
     out.write_text(card)

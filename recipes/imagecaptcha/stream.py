@@ -7,7 +7,7 @@ the library's ``captcha`` package. Labels and seeds follow generate.py exactly (
 base S has seed S * 10_000_000 + i), so a stream is reproducible and seed bases keep
 training and held-out draws apart.
 
-    python -I stream.py --lib DIR --base 5000 [--count N] [--rows 80,176]
+    python -I stream.py --lib DIR --base 5000 [--count N] [--rows 80,176] [--font-sizes 42,42,50,56]
 
 Each record is the 5-byte ASCII label, then rows top..bottom of the 256x256 RGB image as
 uint8 (H x 256 x 3). No PNG round trip: PNG is lossless, so the pixels are what
@@ -48,6 +48,8 @@ def main() -> int:
     p.add_argument("--rows", default="80,176", help="rows of the 256x256 image to send (default 80,176)")
     p.add_argument("--alphabet", default=None)
     p.add_argument("--length", type=int, default=5)
+    p.add_argument("--font-sizes", help="ImageCaptcha's font_sizes, each glyph picks one at random "
+                   "(default: the library's 42,50,56; repeat a size to draw it more often)")
     args = p.parse_args()
     sys.path[:0] = [os.path.abspath(args.lib), HERE]
     import generate  # noqa: E402  (labels, seeds, the seeded secrets shim)
@@ -55,10 +57,12 @@ def main() -> int:
     library, cimage = generate._import_library()
     alphabet = args.alphabet or generate.DEFAULT_ALPHABET
     top, bottom = (int(v) for v in args.rows.split(","))
+    sizes = tuple(int(v) for v in args.font_sizes.split(",")) if args.font_sizes else None
     from PIL import __version__ as pillow
     print(f"stream.py: captcha {library.__version__} from {os.path.dirname(library.__file__)}, Pillow {pillow}"
-          f"{' (textsize restored)' if patched else ''}, base {args.base}", file=sys.stderr, flush=True)
-    drawer = cimage.ImageCaptcha(width=256, height=256)
+          f"{' (textsize restored)' if patched else ''}, base {args.base}"
+          f"{f', font sizes {args.font_sizes}' if sizes else ''}", file=sys.stderr, flush=True)
+    drawer = cimage.ImageCaptcha(width=256, height=256, font_sizes=sizes)
     out = sys.stdout.buffer
     index = 0
     try:
