@@ -177,7 +177,7 @@ def build_api(service: Service, cors_origins=()) -> FastAPI:
         """Up, and with which models (arch, spec, training summary) and limits."""
         rec = service.recognizer
         return {"status": "ok", "models": rec.describe(),
-                "runtime": {"engine": rec.engine, "precision": "bf16" if rec.bf16 else "fp32"},
+                "runtime": {"engine": rec.engine, "precision": rec.precision},
                 "limits": {"max_upload_mb": service.max_upload_mb, "max_batch": service.max_batch}}
 
     @app.post("/api/predict")

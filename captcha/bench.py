@@ -36,7 +36,7 @@ def bench(recognizer: Recognizer, image, runs: int = 50, warmup: int = 5, batch_
         "forms": list(recognizer.models),
         "archs": {f: i.arch for f, i in recognizer.infos.items()},
         "input_hxw": {f: f"{i.spec.height}x{i.spec.width}" for f, i in recognizer.infos.items()},
-        "precision": "bf16" if recognizer.bf16 else "fp32",
+        "precision": recognizer.precision,
         "engine": recognizer.engine,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),

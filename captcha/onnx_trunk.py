@@ -43,7 +43,7 @@ def trunk_key(trunk: nn.Module, input_chw: tuple[int, int, int]) -> str:
     h.update(repr((str(trunk), tuple(input_chw), versions)).encode())
     for name, tensor in trunk.state_dict().items():
         h.update(name.encode())
-        h.update(tensor.detach().float().contiguous().numpy().tobytes())
+        h.update(tensor.detach().float().contiguous().numpy())  # the buffer itself, no copy
     return h.hexdigest()[:32]
 
 
@@ -64,14 +64,16 @@ def load_or_export(trunk: nn.Module, input_chw: tuple[int, int, int]) -> bytes:
     if path.is_file():
         return path.read_bytes()
     data = export(trunk, input_chw)
+    part = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as f:
+            part = Path(f.name)
             f.write(data)
-        os.replace(f.name, path)  # atomic: a concurrent reader never sees half a file
+        os.replace(part, path)  # atomic: a concurrent reader never sees half a file
     except OSError:
-        if "f" in locals():
-            Path(f.name).unlink(missing_ok=True)
+        if part is not None:
+            part.unlink(missing_ok=True)
     return data
 
 

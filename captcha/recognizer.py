@@ -104,17 +104,21 @@ class Recognizer:
                 p.requires_grad_(False)
         self.shared_trunk = self._share_trunk()
         self.engine = self._pick_engine(engine)
-        self.trunks = {id(m.trunk): m.trunk for m in self.models.values()}  # id(torch trunk) -> what runs it
+        torch_trunks = {id(m.trunk): (m.trunk, self.infos[f].spec) for f, m in self.models.items()}  # a shared one once
+        self.trunks = {key: trunk for key, (trunk, _) in torch_trunks.items()}  # id(torch trunk) -> what runs it
         if self.engine == "onnx":
             try:
-                for form, model in self.models.items():
-                    spec = self.infos[form].spec
-                    self.trunks[id(model.trunk)] = onnx_trunk.OnnxTrunk(model.trunk, (3, spec.height, spec.width))
+                for key, (trunk, spec) in torch_trunks.items():
+                    self.trunks[key] = onnx_trunk.OnnxTrunk(trunk, (3, spec.height, spec.width))
             except Exception as e:  # a trunk the exporter cannot handle: PyTorch still reads it
                 if engine == "onnx":
                     raise CaptchaError(f"cannot run this trunk in ONNX Runtime: {e}") from None
                 warnings.warn(f"ONNX export failed ({e}); reading with PyTorch instead", RuntimeWarning)
-                self.engine, self.trunks = "torch", {id(m.trunk): m.trunk for m in self.models.values()}
+                self.engine, self.trunks = "torch", {key: trunk for key, (trunk, _) in torch_trunks.items()}
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
 
     def _pick_engine(self, engine: str) -> str:
         """auto: ONNX Runtime for fp32 when it is installed (about 2x PyTorch eager on AVX2 CPUs),

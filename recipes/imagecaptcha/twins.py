@@ -55,11 +55,11 @@ def main() -> int:
         if read is None:
             continue
         chars = params[os.path.basename(path)]["chars"]
+        random.seed(seed)
+        image = drawer.generate_image(label)
         for k, (truth, got) in enumerate(zip(label, read)):
             if truth == got:
                 continue
-            random.seed(seed)
-            image = drawer.generate_image(label)
             random.seed(seed)
             twin = drawer.generate_image(label[:k] + got + label[k + 1:])
             x0, y0, x1, y1 = chars[k]["box"]
