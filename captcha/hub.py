@@ -21,7 +21,7 @@ MODEL_CARD = "README.md"
 MODEL_FILES = [*FILENAMES.values(), MODEL_CARD]
 # A Space: what app.py needs to start. Not tests/, runs/, checkpoints or caches: a Space
 # never runs them, and a checkpoint can be bigger than everything else together.
-SPACE_FILES = ["app.py", "streamlit_app.py", "requirements.txt", "README.md", "captcha/*.py",
+SPACE_FILES = ["app.py", "streamlit_app.py", "requirements.txt", "README.md", "LICENSE", "captcha/*.py",
                *(f"weights/{name}" for name in MODEL_FILES),
                *(f"data/*{ext}" for ext in IMAGE_EXTENSIONS), *(f"data/*{ext.upper()}" for ext in IMAGE_EXTENSIONS)]
 # Patterns match across "/" (fnmatch), so also say what never goes: bytecode, hidden files

@@ -117,7 +117,7 @@ def project(tmp_path) -> Path:
     files = {
         "app.py": "print('app')\n", "streamlit_app.py": "x = 1\n", "requirements.txt": "gradio==6.31.0\n",
         "README.md": "---\ntitle: t\nsdk: gradio\nsdk_version: 6.31.0\napp_file: app.py\n---\n# CAPTCHA reader\n",
-        "captcha/__init__.py": "", "captcha/hub.py": "#\n",
+        "LICENSE": "MIT", "captcha/__init__.py": "", "captcha/hub.py": "#\n",
         "captcha/__pycache__/hub.cpython-311.pyc": "bytecode",
         "weights/one_go.safetensors": "w" * 3000, "weights/sequential.safetensors": "w" * 2000,
         "weights/README.md": "# card\n", "weights/.one_go.safetensors.tmp-123": "half a file",
@@ -133,7 +133,7 @@ def project(tmp_path) -> Path:
     return root
 
 
-SPACE_LIST = ["README.md", "app.py", "captcha/__init__.py", "captcha/hub.py", "data/CD34.PNG", "data/ab12.png",
+SPACE_LIST = ["LICENSE", "README.md", "app.py", "captcha/__init__.py", "captcha/hub.py", "data/CD34.PNG", "data/ab12.png",
               "requirements.txt", "streamlit_app.py", "weights/README.md", "weights/one_go.safetensors",
               "weights/sequential.safetensors"]
 
