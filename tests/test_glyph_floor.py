@@ -69,3 +69,14 @@ def test_indistinguishable_glyphs_are_misread_and_set_beside_the_shipped_model(t
     rate = {k: e / n for k, (n, e) in report["per_char_size"].items()}
     assert abs(report["implied_full_string"] - (1 - rate["O 42"]) * (1 - rate["0 50"])) < 1e-9
     assert "| O | 42 | 10 |" in out and "| 1 | 1 | 100.0% |" in out
+
+
+def test_too_short_a_run_is_refused_with_a_message(tmp_path):
+    write_glyphs(tmp_path / "train", 60, seed=0)
+    write_glyphs(tmp_path / "test", 30, seed=1)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--train", str(tmp_path / "train"), "--test",
+                             str(tmp_path / "test"), "--epochs", "1", "--batch", "32", "--out", str(tmp_path / "r.json")],
+                            capture_output=True, text=True, timeout=120, env=subprocess_env())
+    assert result.returncode != 0
+    assert "2 training step(s); a one-cycle schedule needs at least 4" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r.json").exists()

@@ -142,8 +142,11 @@ def main() -> int:
 
     model = GlyphNet(len(classes), args.width).to(memory_format=torch.channels_last)
     steps = math.ceil(args.epochs * len(pixels) / args.batch)
+    if steps < 4:
+        raise SystemExit(f"glyph_floor.py: {steps} training step(s); a one-cycle schedule needs at least 4")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
+    # warm up over a tenth of the run, but at least two steps (OneCycleLR divides by the warm-up length)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=max(0.1, 2 / steps))
     print(f"glyph_floor.py: {len(pixels)} training glyphs of {classes!r}, {steps} steps of {args.batch}", flush=True)
     curve, step, start, gen = [], 0, time.time(), torch.Generator().manual_seed(0)
     while step < steps:
