@@ -104,17 +104,20 @@ class Recognizer:
                 p.requires_grad_(False)
         self.shared_trunk = self._share_trunk()
         self.engine = self._pick_engine(engine)
-        torch_trunks = {id(m.trunk): (m.trunk, self.infos[f].spec) for f, m in self.models.items()}  # a shared one once
-        self.trunks = {key: trunk for key, (trunk, _) in torch_trunks.items()}  # id(torch trunk) -> what runs it
+        # id(torch trunk) -> what runs it; a shared trunk appears once
+        self.trunks = {id(m.trunk): m.trunk for m in self.models.values()}
         if self.engine == "onnx":
+            specs = {id(m.trunk): self.infos[f].spec for f, m in self.models.items()}
             try:
-                for key, (trunk, spec) in torch_trunks.items():
-                    self.trunks[key] = onnx_trunk.OnnxTrunk(trunk, (3, spec.height, spec.width))
+                runners = {key: onnx_trunk.OnnxTrunk(trunk, (3, specs[key].height, specs[key].width))
+                           for key, trunk in self.trunks.items()}
             except Exception as e:  # a trunk the exporter cannot handle: PyTorch still reads it
                 if engine == "onnx":
                     raise CaptchaError(f"cannot run this trunk in ONNX Runtime: {e}") from None
                 warnings.warn(f"ONNX export failed ({e}); reading with PyTorch instead", RuntimeWarning)
-                self.engine, self.trunks = "torch", {key: trunk for key, (trunk, _) in torch_trunks.items()}
+                self.engine = "torch"
+            else:
+                self.trunks = runners
 
     @property
     def precision(self) -> str:

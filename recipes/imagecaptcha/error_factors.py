@@ -41,17 +41,13 @@ def bucket(value: float, edges: list[float]) -> tuple[int, str]:
     return len(edges), f"> {edges[-1]:g}"
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--params", required=True, help="draw_params.py's JSON lines for the set")
-    p.add_argument("--eval", required=True, help="python -m captcha evaluate --json output for the same set")
-    p.add_argument("--form", default="one_go", choices=["one_go", "sequential"])
-    args = p.parse_args()
-    with open(args.eval) as f:
-        graded = json.load(f)[args.form]
+def graded_chars(params: str, evaluation: str, form: str) -> list[tuple[dict, bool]]:
+    """(draw_params.py's record of a character, whether `form` misread it) for every character of a set."""
+    with open(evaluation) as f:
+        graded = json.load(f)[form]
     misread = {e["file"]: e["read"] for e in graded["errors"]}
-    chars = []  # (char record, misread?)
-    with open(args.params) as f:
+    chars = []
+    with open(params) as f:
         for line in f:
             image = json.loads(line)
             read = misread.get(image["file"], image["label"])
@@ -59,6 +55,16 @@ def main() -> int:
                 chars.append((c, read[k] != c["c"]))
     if len(chars) != 5 * graded["count"]:
         raise SystemExit(f"error_factors.py: {len(chars)} characters in --params, {graded['count']} images graded")
+    return chars
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params", required=True, help="draw_params.py's JSON lines for the set")
+    p.add_argument("--eval", required=True, help="python -m captcha evaluate --json output for the same set")
+    p.add_argument("--form", default="one_go", choices=["one_go", "sequential"])
+    args = p.parse_args()
+    chars = graded_chars(args.params, args.eval, args.form)
     wrong = sum(w for _, w in chars)
     pairs = [(c, w) for c, w in chars if c["c"] in PAIR_CHARS]
     pair_wrong = sum(w for _, w in pairs)

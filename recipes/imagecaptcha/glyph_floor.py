@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from error_factors import graded_chars  # the same join of draw_params.py's records with evaluate --json
+
 H, W = 64, 48  # glyphs.py's canvas
 
 
@@ -81,18 +83,12 @@ def predict(model, pixels, size=1024):
 
 def shipped_errors(params: str, evaluation: str, form: str, classes: str):
     """{(char, size): [count, misread]} for the shipped model on a held-out set, these classes only."""
-    with open(evaluation) as f:
-        misread = {e["file"]: e["read"] for e in json.load(f)[form]["errors"]}
     table = defaultdict(lambda: [0, 0])
-    with open(params) as f:
-        for line in f:
-            image = json.loads(line)
-            read = misread.get(image["file"], image["label"])
-            for k, c in enumerate(image["chars"]):
-                if c["c"] in classes:
-                    row = table[(c["c"], c["size"])]
-                    row[0] += 1
-                    row[1] += read[k] != c["c"]
+    for c, wrong in graded_chars(params, evaluation, form):
+        if c["c"] in classes:
+            row = table[(c["c"], c["size"])]
+            row[0] += 1
+            row[1] += wrong
     return table
 
 
