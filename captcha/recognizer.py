@@ -207,24 +207,31 @@ class Recognizer:
         return predictions
 
     def _read(self, images) -> dict[str, list[Reading]]:
-        """Every loaded form's readings of `images`; a shared trunk runs once."""
-        inputs, features, readings = {}, {}, {}
+        """Every loaded form's readings of `images`."""
+        inputs = {}
+        for info in self.infos.values():
+            if info.spec not in inputs:
+                inputs[info.spec] = torch.stack([info.spec.preprocess(im) for im in images])
+        return {form: self._readings(self.infos[form].spec, logits, None if maps is None else maps.float().numpy())
+                for form, (logits, maps) in self.logits(inputs).items()}
+
+    @torch.inference_mode()
+    def logits(self, inputs: dict[CaptchaSpec, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """form -> (logits [batch, length, classes], the sequential form's attention maps or None) of
+        batches already made by `spec.preprocess`, one per spec; a shared trunk runs once."""
+        features, out = {}, {}
         for form, model in self.models.items():
             spec = self.infos[form].spec
-            if spec not in inputs:
-                inputs[spec] = torch.stack([spec.preprocess(im) for im in images]).contiguous(
-                    memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                 key = (id(model.trunk), spec)
                 if key not in features:
-                    features[key] = self.trunks[id(model.trunk)](inputs[spec])
+                    batch = inputs[spec].contiguous(memory_format=torch.channels_last)
+                    features[key] = self.trunks[id(model.trunk)](batch)
                 if form == "sequential":
-                    logits, maps = model.read_with_maps(features[key])
-                    maps = maps.float().numpy()
+                    out[form] = model.read_with_maps(features[key])
                 else:
-                    logits, maps = model.read(features[key]), None
-            readings[form] = self._readings(spec, logits, maps)
-        return readings
+                    out[form] = model.read(features[key]), None
+        return out
 
     @staticmethod
     def _readings(spec: CaptchaSpec, logits: torch.Tensor, maps) -> list[Reading]:

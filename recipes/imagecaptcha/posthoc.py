@@ -50,13 +50,7 @@ def shifted_probs(rec: Recognizer, paths, shifts, batch: int = 50) -> dict[str, 
         padded = F.pad(x, (pad, pad, pad, pad), mode="replicate") if pad else x
         for k, (dy, dx) in enumerate(shifts):  # content moves down by dy and right by dx
             moved = padded[:, :, pad - dy:pad - dy + spec.height, pad - dx:pad - dx + spec.width]
-            moved = moved.contiguous(memory_format=torch.channels_last)
-            features = {}
-            for form, model in rec.models.items():
-                key = id(model.trunk)
-                if key not in features:
-                    features[key] = rec.trunks[key](moved)
-                logits = model.read_with_maps(features[key])[0] if form == "sequential" else model.read(features[key])
+            for form, (logits, _) in rec.logits({spec: moved}).items():
                 probs[form][k, start:start + len(x)] = logits.float().softmax(-1).numpy()
     return probs
 
