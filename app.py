@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import html
-import io
 import os
 import sys
 import tempfile
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,21 +27,14 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
+from captcha import batch
 from captcha.errors import CaptchaError
-from captcha.images import IMAGE_EXTENSIONS, open_image
+from captcha.images import IMAGE_EXTENSIONS
 from captcha.overlay import attention_panels
 from captcha.recognizer import Reading, Recognizer, set_threads
 
 ROOT = Path(__file__).resolve().parent
-MB = 1 << 20
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file bytes
-COLUMNS = ["file", "one_go", "one_go_confidence", "sequential", "sequential_confidence", "elapsed_ms", "error"]
-
-
-class Refused(CaptchaError):
-    """An upload over a limit (size, count): answered 413 rather than the 422 of an unreadable image."""
-
-    status = 413
 
 
 class BodyLimit:
@@ -75,12 +65,12 @@ class BodyLimit:
 
 
 class Service:
-    """The recognizer, the limits every door applies, and the one thread inference runs on."""
+    """The recognizer, the limits every door applies (captcha.batch), and the one thread inference runs on."""
 
-    def __init__(self, recognizer: Recognizer, max_upload_mb: float = 5, max_batch: int = 64):
+    def __init__(self, recognizer: Recognizer, max_upload_mb: float = batch.MAX_UPLOAD_MB,
+                 max_batch: int = batch.MAX_BATCH):
         self.recognizer = recognizer
-        self.max_upload_mb, self.max_upload_bytes = max_upload_mb, int(max_upload_mb * MB)
-        self.max_batch = max_batch
+        self.limits = batch.Limits(max_upload_mb, max_batch)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
     async def run(self, fn, *args):
@@ -91,67 +81,12 @@ class Service:
         """From Gradio's worker threads: the same queue, waited on."""
         return self.pool.submit(fn, *args).result()
 
-    def decode(self, name: str, data: bytes):
-        # The request body limit already stopped anything far larger; this is the exact per-file check.
-        if len(data) > self.max_upload_bytes:
-            raise Refused(f"{name}: {len(data):,} bytes is over the {self.max_upload_mb:g} MB limit per file")
-        return open_image(data, name=name)
-
-    def read_one(self, name: str, data: bytes):
-        image = self.decode(name, data)
+    def read_one(self, name: str, source):
+        image = batch.open_one(name, source, self.limits)
         return image, self.recognizer.predict(image)
 
-    def unpack(self, files: list[tuple[str, bytes]]) -> list[tuple[str, bytes | CaptchaError]]:
-        """Uploaded (name, bytes) -> one entry per image, zips opened; an entry that cannot be read
-        carries its error. Refuses the whole batch, before extracting anything, if it holds too many."""
-        entries = []
-        for name, data in files:
-            if data[:4] != b"PK\x03\x04":
-                entries.append((name, data))
-                continue
-            try:
-                archive = zipfile.ZipFile(io.BytesIO(data))
-                entries += [(f"{name}/{m.filename}", (archive, m)) for m in archive.infolist()
-                            if not m.is_dir() and m.filename.lower().endswith(IMAGE_EXTENSIONS)
-                            and not m.filename.startswith("__MACOSX/") and not Path(m.filename).name.startswith(".")]
-            except (zipfile.BadZipFile, OSError, ValueError) as e:
-                entries.append((name, CaptchaError(f"{name}: not a readable zip archive ({e})")))
-        if len(entries) > self.max_batch:
-            raise Refused(f"{len(entries)} images in one batch; the limit is {self.max_batch}")
-        return [(name, self.extract(name, *data) if isinstance(data, tuple) else data) for name, data in entries]
-
-    def extract(self, name: str, archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bytes | CaptchaError:
-        try:  # never trust the member's stated size: read at most one byte past the limit
-            with archive.open(member) as f:
-                return f.read(self.max_upload_bytes + 1)
-        except Exception as e:  # encrypted, unsupported compression, corrupt stream
-            return CaptchaError(f"{name}: cannot be extracted from the zip ({e})")
-
-    def read_batch(self, files: list[tuple[str, bytes]]) -> list[dict]:
-        """One dict per image, in order: {"file", **Prediction.to_dict()} or {"file", "error"}."""
-        rows, images = [], []
-        for name, data in self.unpack(files):
-            try:
-                if isinstance(data, CaptchaError):
-                    raise data
-                images.append(self.decode(name, data))
-                rows.append({"file": name})
-            except CaptchaError as e:
-                rows.append({"file": name, "error": str(e)})
-        predictions = iter(self.recognizer.predict_batch(images))
-        for row in rows:
-            if "error" not in row:
-                row.update(next(predictions).to_dict())
-        return rows
-
-
-def flat(row: dict) -> list:
-    """A batch row as a table/CSV line (COLUMNS)."""
-    out = {"file": row["file"], "elapsed_ms": row.get("elapsed_ms"), "error": row.get("error", "")}
-    for form in ("one_go", "sequential"):
-        reading = row.get(form) or {}
-        out[form], out[f"{form}_confidence"] = reading.get("text", ""), reading.get("confidence")
-    return [out[c] for c in COLUMNS]
+    def read_rows(self, inputs) -> list[batch.Row]:
+        return batch.read_rows(self.recognizer, inputs, self.limits)
 
 
 # --- REST ------------------------------------------------------------------------------------
@@ -159,11 +94,12 @@ def flat(row: dict) -> list:
 def build_api(service: Service, cors_origins=()) -> FastAPI:
     app = FastAPI(title="CAPTCHA reader", version="1", description="Read text CAPTCHAs with two models: "
                   "one-go (all characters at once) and sequential (one position at a time). The UI is at /.")
-    one_file = service.max_upload_bytes + MULTIPART_SLACK
+    limits = service.limits
+    one_file = limits.max_upload_bytes + MULTIPART_SLACK
     app.add_middleware(BodyLimit, limits={"/api/predict": one_file, "/predict/": one_file,
-                                          "/api/predict/batch": service.max_batch * one_file},
-                       detail=f"the request is too large: at most {service.max_upload_mb:g} MB per file "
-                              f"and {service.max_batch} files per batch")
+                                          "/api/predict/batch": limits.max_batch * one_file},
+                       detail=f"the request is too large: at most {limits.max_upload_mb:g} MB per file "
+                              f"and {limits.max_batch} files per batch")
     if cors_origins:  # off by default, never with credentials; added last so it wraps the 413s too
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_credentials=False,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
@@ -178,7 +114,7 @@ def build_api(service: Service, cors_origins=()) -> FastAPI:
         rec = service.recognizer
         return {"status": "ok", "models": rec.describe(),
                 "runtime": {"engine": rec.engine, "precision": rec.precision},
-                "limits": {"max_upload_mb": service.max_upload_mb, "max_batch": service.max_batch}}
+                "limits": {"max_upload_mb": limits.max_upload_mb, "max_batch": limits.max_batch}}
 
     @app.post("/api/predict")
     async def predict(file: UploadFile = File(..., description="a CAPTCHA image")) -> dict:
@@ -191,7 +127,7 @@ def build_api(service: Service, cors_origins=()) -> FastAPI:
         """Many images (zips are opened): one result per image, in order; an unreadable image gets an
         `error` instead of readings and does not fail the others."""
         uploads = [(f.filename or "upload", await f.read()) for f in files]
-        return {"results": await service.run(service.read_batch, uploads)}
+        return {"results": [row.to_dict() for row in await service.run(service.read_rows, uploads)]}
 
     @app.post("/predict/", summary="The seed's API (kept for its users)")
     async def seed_predict(image: UploadFile = File(...)) -> dict:
@@ -240,7 +176,7 @@ def build_ui(service: Service, examples: list[str]) -> gr.Blocks:
         if not path:
             return None, None
         try:
-            image, prediction = service.call(service.read_one, Path(path).name, Path(path).read_bytes())
+            image, prediction = service.call(service.read_one, Path(path).name, Path(path))
         except CaptchaError as e:
             raise gr.Error(str(e))
         return prediction.to_dict(), (image, prediction)
@@ -260,14 +196,12 @@ def build_ui(service: Service, examples: list[str]) -> gr.Blocks:
         if not paths:
             raise gr.Error("choose some images or a zip of images first")
         try:
-            rows = service.call(service.read_batch, [(Path(p).name, Path(p).read_bytes()) for p in paths])
+            rows = service.call(service.read_rows, [(Path(p).name, Path(p)) for p in paths])
         except CaptchaError as e:
             raise gr.Error(str(e))
-        table = [flat(r) for r in rows]
         out = Path(tempfile.mkdtemp(dir=scratch.name)) / "readings.csv"  # a folder each: same download name
-        with open(out, "w", newline="") as f:
-            csv.writer(f).writerows([COLUMNS, *table])
-        return table, str(out)
+        out.write_text(batch.csv_text(rows), newline="")
+        return [batch.line(row) for row in rows], str(out)
 
     # delete_cache: uploads (people's images) and results leave Gradio's cache after an hour.
     with gr.Blocks(title="CAPTCHA reader", analytics_enabled=False, delete_cache=(3600, 3600)) as ui:
@@ -297,10 +231,10 @@ def build_ui(service: Service, examples: list[str]) -> gr.Blocks:
                 show, state, [one_go, sequential, elapsed, maps], api_visibility="private")
         with gr.Tab("Read many"):
             files = gr.File(file_count="multiple", file_types=[*IMAGE_EXTENSIONS, ".zip"],
-                            label=f"Images or zips (at most {service.max_batch} images, "
-                                  f"{service.max_upload_mb:g} MB per file)")
+                            label=f"Images or zips (at most {service.limits.max_batch} images, "
+                                  f"{service.limits.max_upload_mb:g} MB per file)")
             go = gr.Button("Read all", variant="primary")
-            table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Readings")
+            table = gr.Dataframe(headers=batch.COLUMNS, interactive=False, label="Readings")
             download = gr.File(label="Download as CSV", interactive=False)
             go.click(read_many, files, [table, download], api_name="predict_batch")
     return ui
@@ -308,14 +242,15 @@ def build_ui(service: Service, examples: list[str]) -> gr.Blocks:
 
 # --- one app ---------------------------------------------------------------------------------
 
-def create_app(recognizer: Recognizer, max_upload_mb: float = 5, max_batch: int = 64, cors_origins=(),
-               examples: list[str] | None = None) -> FastAPI:
+def create_app(recognizer: Recognizer, max_upload_mb: float = batch.MAX_UPLOAD_MB, max_batch: int = batch.MAX_BATCH,
+               cors_origins=(), examples: list[str] | None = None) -> FastAPI:
     """REST routes first, then the UI mounted at / (a mount at / would shadow anything added after it)."""
     service = Service(recognizer, max_upload_mb, max_batch)
     if examples is None:
         examples = [str(p) for p in sorted((ROOT / "data").glob("*.png"))]
     app = build_api(service, cors_origins)
-    return gr.mount_gradio_app(app, build_ui(service, examples), path="/", max_file_size=service.max_upload_bytes,
+    return gr.mount_gradio_app(app, build_ui(service, examples), path="/",
+                               max_file_size=service.limits.max_upload_bytes,
                                footer_links=["api", "gradio"], run_history=False, css=CSS,
                                ssr_mode=False)  # client-side rendering: no Node server, as tested
 
@@ -327,8 +262,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="weights folder, .safetensors file or Hub repo id (default: $CAPTCHA_WEIGHTS, else weights/)")
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)), help="default: $PORT, else 7860")
-    p.add_argument("--max-upload-mb", type=float, default=5, help="per file (default 5)")
-    p.add_argument("--max-batch", type=int, default=64, help="images per batch request (default 64)")
+    p.add_argument("--max-upload-mb", type=float, default=batch.MAX_UPLOAD_MB,
+                   help=f"per file and per zip member (default {batch.MAX_UPLOAD_MB})")
+    p.add_argument("--max-batch", type=int, default=batch.MAX_BATCH,
+                   help=f"images per batch, zip members counted (default {batch.MAX_BATCH})")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="torch CPU threads for the one inference worker (default: all cores)")
     p.add_argument("--cors-origins", nargs="*", default=(), metavar="ORIGIN",

@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from captcha import batch
 from captcha.errors import CaptchaError
-from captcha.images import IMAGE_EXTENSIONS, open_image
+from captcha.images import IMAGE_EXTENSIONS
 from captcha.overlay import attention_panels
 from captcha.recognizer import Recognizer
 
@@ -50,8 +51,10 @@ def sidebar() -> tuple[Recognizer | None, bool]:
 
 def inputs() -> list[tuple[str, object]]:
     """(name, source) for every upload and every chosen sample; sources are bytes or paths."""
-    uploads = st.file_uploader("Upload CAPTCHAs", type=[e.lstrip(".") for e in IMAGE_EXTENSIONS],
-                               accept_multiple_files=True, max_upload_size=10)  # MB; a CAPTCHA is a few kB
+    uploads = st.file_uploader(f"Upload CAPTCHAs or zips of them (at most {batch.MAX_BATCH} images, "
+                               f"{batch.MAX_UPLOAD_MB} MB per file)",
+                               type=[e.lstrip(".") for e in (*IMAGE_EXTENSIONS, ".zip")],
+                               accept_multiple_files=True, max_upload_size=batch.MAX_UPLOAD_MB)
     chosen = st.multiselect("...or try samples from data/ (the file name is the answer)",
                             [p.name for p in SAMPLES], key="samples", placeholder="Pick sample images")
     return [(f.name, f.getvalue()) for f in uploads or []] + [(name, HERE / "data" / name) for name in chosen]
@@ -73,15 +76,6 @@ def show(name: str, image, pred, attention: bool) -> None:
         st.image(attention_panels(image, pred.sequential), caption="Where the sequential form looked")
 
 
-def row(name: str, pred=None, error: str = "") -> dict:
-    out = {"file": name}
-    for form in FORM_NAMES:
-        r = pred and getattr(pred, form)
-        out[form] = r.text if r else ""
-        out[f"{form}_confidence"] = round(r.confidence, 6) if r else None
-    return {**out, "elapsed_ms": round(pred.elapsed_ms, 1) if pred else None, "error": error}
-
-
 st.set_page_config(page_title="CAPTCHA reader", page_icon="🔤", layout="wide")
 st.title("CAPTCHA reader")
 st.caption("Two readings of every image: **one-go** reads all characters at once, "
@@ -91,23 +85,19 @@ items = inputs() if rec else []
 if rec and not items:
     st.info("Upload one or several CAPTCHAs, or pick samples above.")
 
-opened = []  # (name, image or None, error), in the order given
-for name, source in items:
-    try:
-        opened.append((name, open_image(source, name=name), ""))
-    except CaptchaError as e:  # a bad file costs its own reading, not the others'
-        opened.append((name, None, str(e)))
-good = [image for _, image, _ in opened if image is not None]
-predictions = iter(rec.predict_batch(good) if good else [])
-results = [(name, image, next(predictions) if image is not None else None, error) for name, image, error in opened]
+try:
+    rows = batch.read_rows(rec, items) if items else []
+except batch.LimitError as e:  # too many images: the whole batch is refused
+    st.error(str(e))
+    rows = []
 
-if len(results) > 1:
-    table = pd.DataFrame([row(name, pred, error) for name, _, pred, error in results])
+if len(rows) > 1:
+    table = pd.DataFrame([batch.line(r) for r in rows], columns=batch.COLUMNS)
     st.dataframe(table, hide_index=True, column_config={
         f"{form}_confidence": st.column_config.NumberColumn(format="percent") for form in FORM_NAMES})
-    st.download_button("Download CSV", table.to_csv(index=False), file_name="captcha-readings.csv", mime="text/csv")
-for name, image, pred, error in results:
-    if error:
-        st.error(error)
+    st.download_button("Download CSV", batch.csv_text(rows), file_name="captcha-readings.csv", mime="text/csv")
+for r in rows:
+    if r.error:
+        st.error(r.error)
     else:
-        show(name, image, pred, attention)
+        show(r.file, r.image, r.prediction, attention)

@@ -1,12 +1,18 @@
-"""Train the one-go and/or sequential CAPTCHA readers on a folder of images named by their answers.
+"""Train the one-go and/or sequential CAPTCHA readers.
 
-    python train.py --data DIR --form both                      # 5 chars of 0-9A-Za-z
-    python train.py --data DIR --form joint                     # both forms on one shared trunk, half the compute
-    python train.py --synthetic 50000 --form one-go --steps 2000 # no data: generated CAPTCHAs
-    torchrun --nproc_per_node 4 train.py --data DIR ...          # several processes / GPUs (DDP)
+    python train.py --data DIR                                     # images named by their answers (abc12.png)
+    python train.py --data DIR --form joint --minutes 20           # both forms on one trunk, in 20 minutes
+    python train.py --synthetic 50000 --form one-go --steps 2000   # no data: generated CAPTCHAs
+    python train.py --stream "CMD" --stream "CMD" --val-stream "CMD" --minutes 8   # images drawn while it trains
+    torchrun --nproc_per_node 4 train.py --data DIR ...            # several processes / GPUs (DDP)
 
-Writes OUT/one_go.safetensors, OUT/sequential.safetensors (best by validation full-string
-accuracy), OUT/metrics.json, and resumable checkpoints in OUT/checkpoints/ (--resume).
+Forms: one-go; sequential; both (one-go, then sequential starting from its trunk); joint (one trunk
+with both heads, trained together: one pass per image instead of two). Writes OUT/one_go.safetensors
+and/or OUT/sequential.safetensors (the best by validation full-string accuracy), OUT/metrics.json,
+and checkpoints in OUT/checkpoints/ (--resume continues from them).
+
+The story, top to bottom: arguments; runtime (device, precision, processes); data; then for each
+stage the model (init or resume), one loop, validation and saving.
 """
 from __future__ import annotations
 
@@ -14,26 +20,29 @@ import argparse
 import json
 import math
 import os
-import random
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import ConcatDataset, DataLoader, Sampler
+from torch.utils.data import ConcatDataset, DataLoader, Sampler, TensorDataset
 from tqdm import tqdm
 
+from captcha import training
 from captcha.data import FolderDataset, SyntheticDataset, scan_folder, split_samples
-from captcha.errors import CaptchaError, WeightsError
+from captcha.errors import CaptchaError, DatasetError, WeightsError
 from captcha.models import build_model, feature_shape, form_name
 from captcha.recognizer import bf16_is_fast
 from captcha.spec import DEFAULT_ALPHABET, DEFAULT_HEIGHT, DEFAULT_LENGTH, CaptchaSpec
+from captcha.streams import StreamBuffer, read_all
 from captcha.weights import FILENAMES, find_weights, load_weights, save_weights
 
+clock = time.monotonic  # the time budget's clock (tests replace it)
 
+
+# ----------------------------------------------------------------------------- arguments
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
@@ -47,6 +56,12 @@ def parse_args(argv=None):
     g.add_argument("--synthetic", type=int, default=0, metavar="N", help="train on N generated CAPTCHAs (added to --data if both)")
     g.add_argument("--synthetic-val", type=int, default=1000, metavar="N", help="generated validation CAPTCHAs when there is no --data")
     g.add_argument("--fonts", nargs="+", help="TTF files or folders for generated CAPTCHAs (default: DejaVu)")
+    g.add_argument("--stream", action="append", metavar="CMD",
+                   help="a command whose output is images drawn while training runs (captcha/streams.py says the "
+                        "format); repeat for more workers. Batches are sampled from everything received so far")
+    g.add_argument("--val-stream", action="append", metavar="CMD", help="a command that draws the validation images, then ends")
+    g.add_argument("--stream-buffer", type=int, metavar="N",
+                   help="images kept from --stream (default: all GPU memory but 30 GiB, or 20000 on a CPU)")
     g.add_argument("--no-augment", dest="augment", action="store_false", help="turn off the small random affine")
     g.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
     g = p.add_argument_group("CAPTCHA")
@@ -62,7 +77,9 @@ def parse_args(argv=None):
     g.add_argument("--arch", default="resnet50", help="any timm CNN (default resnet50)")
     g.add_argument("--init", default="scratch", help="scratch, imagenet (timm download), or a weights folder/file to fine-tune")
     g.add_argument("--epochs", type=float, help="passes over the training data (default 10)")
-    g.add_argument("--steps", type=int, help="optimizer steps per form (instead of --epochs)")
+    g.add_argument("--steps", type=int, help="optimizer steps per stage (instead of --epochs)")
+    g.add_argument("--minutes", type=float, help="fit the schedule to this much wall time, validation and saving "
+                   "included (instead of --epochs/--steps); --form both gives each form half")
     g.add_argument("--batch-size", type=int, default=32, help="per process")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule")
     g.add_argument("--weight-decay", type=float, default=0.05)
@@ -72,17 +89,24 @@ def parse_args(argv=None):
     g.add_argument("--out", type=Path, default=Path("runs/captcha"), help="where weights, metrics and checkpoints go")
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/ if present")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--eval-every", type=int, help="validate every N steps (default: every epoch)")
+    g.add_argument("--eval-every", type=int, help="validate every N steps (default: every epoch; a tenth of a --stream run)")
     g.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also checkpoint this often")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere")
     g.add_argument("--threads", type=int, help="torch CPU threads per process")
     args = p.parse_args(argv)
-    if args.epochs is not None and args.steps is not None:
-        p.error("give --epochs or --steps, not both")
-    if args.data is None and not args.synthetic:
-        p.error("give --data DIR (images named by their answers) or --synthetic N (generated CAPTCHAs)")
+    if sum(v is not None for v in (args.epochs, args.steps, args.minutes)) > 1:
+        p.error("give one of --epochs, --steps or --minutes")
+    if args.minutes is not None and args.minutes <= 0:
+        p.error("--minutes must be more than 0 (the wall time the run may take, e.g. --minutes 20)")
+    if not (args.data or args.synthetic or args.stream):
+        p.error("give --data DIR (images named by their answers), --synthetic N (generated CAPTCHAs) "
+                "or --stream CMD (images drawn while training)")
+    if args.stream and (args.data or args.synthetic):
+        p.error("--stream trains on its own images: give it without --data and --synthetic")
+    if args.stream and not (args.val_stream or args.val):
+        p.error("--stream needs validation images from the same source: --val-stream CMD or --val DIR")
     try:
         size = [int(v) for v in args.size.lower().split("x")]
         args.crop = tuple(float(v) for v in args.crop.split(","))
@@ -92,7 +116,7 @@ def parse_args(argv=None):
     return args
 
 
-# ----------------------------------------------------------------------------- setup
+# ----------------------------------------------------------------------------- runtime
 class Runtime:
     """Process group, device and precision: everything that differs between 1 CPU and 8 GPUs."""
 
@@ -109,6 +133,8 @@ class Runtime:
             want = f"cuda:{local_rank}"
         self.device = torch.device(want)
         if self.device.type == "cuda":
+            if self.device.index is None:  # set_device wants an index: plain "cuda" is the current one
+                self.device = torch.device("cuda", torch.cuda.current_device())
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -132,6 +158,14 @@ class Runtime:
         dist.all_reduce(t)
         return t.tolist()
 
+    def same_everywhere(self, value: int) -> int:
+        """Rank 0's value on every rank (a plan made from one rank's timings)."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.broadcast(t, 0)
+        return int(t.item())
+
     def barrier(self):
         if self.distributed:
             dist.barrier()
@@ -141,6 +175,7 @@ class Runtime:
             tqdm.write(" ".join(str(x) for x in a), **k)
 
 
+# ----------------------------------------------------------------------------- data
 class EpochSampler(Sampler):
     """A seeded permutation per epoch, this rank's share of it, from `start` on (for mid-epoch resume)."""
 
@@ -162,84 +197,133 @@ class EpochSampler(Sampler):
         return max(0, self.per_rank - self.start)
 
 
-def make_datasets(args, spec: CaptchaSpec, rt: Runtime):
-    """(train dataset, validation dataset, a line describing the data)."""
-    parts, val, notes = [], None, []
-    if args.data:
-        samples = [s for folder in args.data for s in scan_folder(folder, spec, args.skip_invalid, warn=rt.print)]
-        if args.val:
-            train_samples, val_samples = samples, scan_folder(args.val, spec, skip_invalid=args.skip_invalid, warn=rt.print)
-        else:
-            train_samples, val_samples = split_samples(samples, args.val_fraction, seed=args.split_seed)
-        if not train_samples:
-            raise CaptchaError(f"{' '.join(map(str, args.data))}: nothing left to train on after the validation "
-                               f"split; add images or use --val")
-        parts.append(FolderDataset(train_samples, spec, augment=args.augment, seed=args.seed))
-        val = FolderDataset(val_samples, spec) if val_samples else None
-        notes.append(f"{len(train_samples)} images from {', '.join(str(d) for d in args.data)}")
-    if args.synthetic:
-        parts.append(SyntheticDataset(args.synthetic, spec, seed=args.seed, fonts=args.fonts, augment=args.augment))
-        notes.append(f"{args.synthetic} generated (seed {args.seed})")
+class DatasetBatches:
+    """Batches of a dataset, epoch after epoch; `position` (epoch, batch in epoch) is what resume needs."""
+
+    def __init__(self, dataset, args, rt: Runtime):
+        self.dataset, self.args, self.rt = dataset, args, rt
+        self.sampler = EpochSampler(len(dataset), args.seed, rt.rank, rt.world)
+        self.steps_per_epoch = max(1, len(self.sampler) // args.batch_size)
+
+    def __call__(self, epoch: int, batch_in_epoch: int):
+        while True:
+            self.sampler.epoch, self.sampler.start = epoch, batch_in_epoch * self.args.batch_size
+            loader = DataLoader(self.dataset, batch_size=self.args.batch_size, sampler=self.sampler,
+                                num_workers=self.args.workers, drop_last=True,
+                                pin_memory=self.rt.device.type == "cuda")
+            for pixels, targets in loader:
+                batch_in_epoch += 1
+                yield pixels, targets, (epoch, batch_in_epoch)
+            epoch, batch_in_epoch = epoch + 1, 0
+
+
+class StreamBatches:
+    """Batches sampled from a StreamBuffer; no epochs (the images keep coming)."""
+
+    steps_per_epoch = None
+
+    def __init__(self, buffer: StreamBuffer, args, rt: Runtime):
+        self.buffer, self.args = buffer, args
+        self.generator = torch.Generator(rt.device)
+
+    def __call__(self, epoch: int, batch_in_epoch: int):
+        while True:
+            self.generator.manual_seed(self.args.seed * 1_000_003 + batch_in_epoch)
+            batch_in_epoch += 1
+            yield *self.buffer.sample(self.args.batch_size, self.generator), (0, batch_in_epoch)
+
+
+def make_data(args, spec: CaptchaSpec, rt: Runtime):
+    """(batches, validation dataset, a line describing the data)."""
+    notes, val = [], None
+    if args.val:
+        val = FolderDataset(scan_folder(args.val, spec, args.skip_invalid, warn=rt.print), spec)
+    elif args.val_stream:
+        val = TensorDataset(*read_all(args.val_stream, spec))
+    if args.stream:
+        capacity = args.stream_buffer or stream_capacity(spec, rt.device)
+        buffer = StreamBuffer(args.stream, spec, capacity, rt.device).start()
+        buffer.wait(4 * args.batch_size)
+        rt.print(f"stream: {len(args.stream)} worker(s), buffer of {buffer.capacity} images on {rt.device}")
+        notes.append(f"images drawn during training by {len(args.stream)} stream worker(s)")
+        batches = StreamBatches(buffer, args, rt)
+    else:
+        parts = []
+        if args.data:
+            samples = [s for folder in args.data for s in scan_folder(folder, spec, args.skip_invalid, warn=rt.print)]
+            if val is None:
+                samples, val_samples = split_samples(samples, args.val_fraction, seed=args.split_seed)
+                val = FolderDataset(val_samples, spec) if val_samples else None
+            if not samples:
+                raise DatasetError(f"{' '.join(map(str, args.data))}: nothing left to train on after the "
+                                   f"validation split; add images or use --val")
+            parts.append(FolderDataset(samples, spec))
+            notes.append(f"{len(samples)} images from {', '.join(str(d) for d in args.data)}")
+        if args.synthetic:
+            parts.append(SyntheticDataset(args.synthetic, spec, seed=args.seed, fonts=args.fonts))
+            notes.append(f"{args.synthetic} generated (seed {args.seed})")
+        batches = DatasetBatches(parts[0] if len(parts) == 1 else ConcatDataset(parts), args, rt)
     if val is None:  # generated validation images from a seed no training image uses
         val = SyntheticDataset(args.synthetic_val, spec, seed=args.seed + 7_919_000, fonts=args.fonts)
         notes.append(f"validation: {args.synthetic_val} generated (seed {args.seed + 7_919_000})")
     else:
         notes.append(f"validation: {len(val)} images")
-    train = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    return train, val, "; ".join(notes)
+    return batches, val, "; ".join(notes)
 
 
-def set_epoch(dataset, epoch: int):
-    for d in getattr(dataset, "datasets", [dataset]):
-        d.epoch = epoch
+def stream_capacity(spec: CaptchaSpec, device: torch.device, reserve_gib: float = 30) -> int:
+    """Images a stream buffer may hold: all free GPU memory but what training needs, or 20000 on a CPU."""
+    if device.type != "cuda":
+        return 20_000
+    free = torch.cuda.mem_get_info(device)[0] - reserve_gib * 2**30
+    return int(max(free, 2**30) // (3 * spec.height * spec.width + 8 * spec.length))
 
 
+# ----------------------------------------------------------------------------- model: init or resume
 def init_from(model, source: str, form: str, spec: CaptchaSpec, arch: str, rt: Runtime):
-    """Fine-tune start: the whole model if it matches, else just its trunk (new alphabet or length)."""
-    if form == "joint":  # each head from its own file; the shared trunk ends up as the sequential file's
-        for part in ("one_go", "sequential"):
-            init_from(model.part(part), source, part, spec, arch, rt)
-        return
+    """Fine-tune start: the whole model if it matches, else just its trunk (new alphabet or length).
+    A joint model takes each head from its own file; their shared trunk ends up the sequential file's."""
     path = Path(source)
     files = find_weights(path) if path.is_dir() else ({"file": path} if path.is_file() else {})
     if not files:
         raise WeightsError(f"--init {source}: neither a weights folder nor a .safetensors file")
-    file = files.get(form) or next(iter(files.values()))
-    donor, info = load_weights(file)
-    if info.arch != arch:
-        raise WeightsError(f"--init {file}: holds a {info.arch} model, but --arch is {arch}")
-    state = donor.state_dict()
-    same_head = info.form == form and info.config == getattr(model, "config", info.config)
-    if same_head and info.spec == spec:
-        model.load_state_dict(state)
-        rt.print(f"init {form}: all weights from {file}")
-    elif same_head and (info.spec.alphabet, info.spec.length) == (spec.alphabet, spec.length):
-        model.load_resized(state, feature_shape(donor.trunk, info.spec)[1:])  # new input size or crop
-        rt.print(f"init {form}: all weights from {file}, made for {info.spec.describe()}; head fitted to this input")
-    else:
-        trunk = {k[len("trunk."):]: v for k, v in state.items() if k.startswith("trunk.")}
-        model.trunk.load_state_dict(trunk)
-        rt.print(f"init {form}: trunk from {file} ({info.form}, {info.spec.describe()}); new head")
+    for part, module in parts_of(model, form).items():
+        file = files.get(part) or next(iter(files.values()))
+        donor, info = load_weights(file)
+        if info.arch != arch:
+            raise WeightsError(f"--init {file}: holds a {info.arch} model, but --arch is {arch}")
+        state = donor.state_dict()
+        same_head = info.form == part and info.config == getattr(module, "config", info.config)
+        if same_head and info.spec == spec:
+            module.load_state_dict(state)
+            rt.print(f"init {part}: all weights from {file}")
+        elif same_head and (info.spec.alphabet, info.spec.length) == (spec.alphabet, spec.length):
+            module.load_resized(state, feature_shape(donor.trunk, info.spec)[1:])  # new input size or crop
+            rt.print(f"init {part}: all weights from {file}, made for {info.spec.describe()}; head fitted to this input")
+        else:
+            module.trunk.load_state_dict({k[len("trunk."):]: v for k, v in state.items() if k.startswith("trunk.")})
+            rt.print(f"init {part}: trunk from {file} ({info.form}, {info.spec.describe()}); new head")
 
 
-# ----------------------------------------------------------------------------- train / evaluate
-def loss_fn(logits, targets, smoothing):
-    """Cross-entropy per character; a joint model's logits hold both forms, so targets are repeated."""
-    targets = targets.repeat(1, logits.shape[1] // targets.shape[1])
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), label_smoothing=smoothing)
+def parts_of(model, form: str) -> dict:
+    """form -> the module saved under its name: a joint model holds both forms."""
+    return {"one_go": model.one_go, "sequential": model.sequential} if form == "joint" else {form: model}
 
 
-def parts_of(form: str) -> list[str]:
-    """The forms a trained model holds: a joint model holds both."""
-    return ["one_go", "sequential"] if form == "joint" else [form]
+def load_checkpoint(path: Path, args, spec: CaptchaSpec, total_steps: int | None):
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt["spec"] != spec.to_json() or ckpt["arch"] != args.arch:
+        raise CaptchaError(f"{path}: was made for {ckpt['arch']} / {ckpt['spec']}, not this run's "
+                           f"options; use another --out or drop --resume")
+    planned = (ckpt["total_steps"], ckpt["batch_size"])
+    if (total_steps is not None and planned[0] != total_steps) or planned[1] != args.batch_size:
+        raise CaptchaError(f"{path}: this run was started with {planned[0]} steps of batch {planned[1]}, "
+                           f"not {total_steps} of {args.batch_size}; resume with the same schedule, or start a "
+                           f"new run that continues from its weights: --init {args.out} --out NEW_DIR")
+    return ckpt
 
 
-def hits(logits, targets) -> torch.Tensor:
-    """[B, forms, length] booleans: which characters each form read right."""
-    pred = logits.argmax(-1).view(len(targets), -1, targets.shape[1])
-    return pred == targets[:, None]
-
-
+# ----------------------------------------------------------------------------- validation
 @torch.no_grad()
 def evaluate(model, loader, rt: Runtime, parts: list[str]) -> dict:
     """Full-string and per-character accuracy on the validation set (summed over ranks).
@@ -249,15 +333,14 @@ def evaluate(model, loader, rt: Runtime, parts: list[str]) -> dict:
     """
     model.eval()
     strings, chars, count = [0.0] * len(parts), [0.0] * len(parts), 0
-    for x, y in loader:
-        x = x.to(rt.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        y = y.to(rt.device)
+    for pixels, targets in loader:
+        targets = targets.to(rt.device)
         with rt.autocast():
-            hit = hits(model(x), y)
+            hit = training.hits(model(training.to_input(pixels, rt.device)), targets)
         for i in range(len(parts)):
             strings[i] += hit[:, i].all(1).sum().item()
             chars[i] += hit[:, i].float().mean(1).sum().item()
-        count += len(y)
+        count += len(targets)
     model.train()
     *totals, count = rt.all_sum(*strings, *chars, count)
     count = max(count, 1)
@@ -271,48 +354,17 @@ def evaluate(model, loader, rt: Runtime, parts: list[str]) -> dict:
     return result
 
 
-def make_schedule(optimizer, lr: float, total_steps: int, warmup: float):
-    """One-cycle: warm up over `warmup` of the steps, then anneal. torch's OneCycleLR divides by
-    zero when a phase is a single step, so the warm-up gets at least two steps, and a run too
-    short for two phases keeps a constant learning rate."""
-    if total_steps < 4:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    pct_start = min(max(warmup, 2.5 / total_steps), 1 - 2.5 / total_steps)
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
-                                               pct_start=pct_start, div_factor=20, final_div_factor=200)
+# ----------------------------------------------------------------------------- one stage: model, loop, saving
+def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str, metrics: dict, minutes=None):
+    out, ckpt_path = args.out, args.out / "checkpoints" / f"{form}.pt"
+    per_epoch = batches.steps_per_epoch
+    total_steps = None if minutes else args.steps or max(1, round((args.epochs or 10) * (per_epoch or 1000)))
+    ckpt = load_checkpoint(ckpt_path, args, spec, total_steps) if args.resume and ckpt_path.exists() else None
+    if ckpt is not None and ckpt.get("done"):
+        rt.print(f"{form}: already trained in {out} (step {ckpt['step']}); skipping")
+        return ckpt["best"]
 
-
-def save_checkpoint(path: Path, state: dict):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str, metrics: dict):
-    out = args.out
-    ckpt_path = out / "checkpoints" / f"{form}.pt"
-    sampler = EpochSampler(len(train_set), args.seed, rt.rank, rt.world)
-    steps_per_epoch = max(1, len(sampler) // args.batch_size)
-    total_steps = args.steps or max(1, round((args.epochs or 10) * steps_per_epoch))
-    eval_every = args.eval_every or min(steps_per_epoch, total_steps)
-    ckpt = None
-    if args.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ckpt["spec"] != spec.to_json() or ckpt["arch"] != args.arch:
-            raise CaptchaError(f"{ckpt_path}: was made for {ckpt['arch']} / {ckpt['spec']}, not this run's "
-                               f"options; use another --out or drop --resume")
-        planned = (ckpt.get("total_steps", total_steps), ckpt.get("batch_size", args.batch_size))
-        if planned != (total_steps, args.batch_size):
-            raise CaptchaError(f"{ckpt_path}: this run was started with {planned[0]} steps of batch {planned[1]}, "
-                               f"not {total_steps} of {args.batch_size}; resume with the same schedule, or start a "
-                               f"new run that continues from its weights: --init {out} --out NEW_DIR")
-        if ckpt.get("done"):
-            rt.print(f"{form}: already trained in {out} (step {ckpt['step']}); skipping")
-            return ckpt["best"]
-
+    # the model: fresh, from --init, from the one-go trunk (--form both), or from the checkpoint
     torch.manual_seed(args.seed + rt.rank)
     model = build_model(form, spec, arch=args.arch, pretrained=args.init == "imagenet")
     if ckpt is None and args.init not in ("scratch", "imagenet"):
@@ -323,111 +375,113 @@ def train_form(form, args, spec, train_set, val_set, rt: Runtime, data_note: str
     raw = model
     if rt.distributed:
         model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
-
-    decay = [p for p in raw.parameters() if p.ndim >= 2]
-    no_decay = [p for p in raw.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
-    scheduler = make_schedule(optimizer, args.lr, total_steps, args.warmup)
-    step, epoch, batch_in_epoch = 0, 0, 0
-    best = {"string_accuracy": -1.0}
-    history = []
+    optimizer = training.make_optimizer(raw, args.lr, args.weight_decay)
+    step, position, best, history = 0, (0, 0), {"string_accuracy": -1.0}, []
     if ckpt is not None:
         raw.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
-        best, history = ckpt["best"], ckpt["history"]
+        step, position, best, history = ckpt["step"], tuple(ckpt["position"]), ckpt["best"], ckpt["history"]
+        total_steps = ckpt["total_steps"]
         rt.print(f"{form}: resumed from {ckpt_path} at step {step}/{total_steps}")
 
-    val_sampler = EpochSampler(len(val_set), 0, rt.rank, rt.world, shuffle=False)
-    val_loader = DataLoader(val_set, batch_size=args.batch_size * 2, sampler=val_sampler, num_workers=args.workers)
+    # the time budget: a few steps at the starting rate, one validation, then the schedule that fits
+    budget = training.TimeBudget(minutes, clock) if minutes and total_steps is None else None
+    probe = 8
+    eval_every = args.eval_every or per_epoch or (None if total_steps is None else max(1, total_steps // 10))
+    val_loader = DataLoader(val_set, batch_size=args.batch_size * 2, num_workers=args.workers,
+                            sampler=EpochSampler(len(val_set), 0, rt.rank, rt.world, shuffle=False))
+    parts = list(parts_of(raw, form))
 
-    def checkpoint(done=False):
+    def save_checkpoint(done=False):
         if rt.main:
-            save_checkpoint(ckpt_path, {
-                "model": raw.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": best, "history": history,
-                "spec": spec.to_json(), "arch": args.arch, "done": done,
-                "total_steps": total_steps, "batch_size": args.batch_size})
+            write_atomic(ckpt_path, lambda tmp: torch.save({
+                "model": raw.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "position": position,
+                "best": best, "history": history, "spec": spec.to_json(), "arch": args.arch, "done": done,
+                "total_steps": total_steps, "batch_size": args.batch_size}, tmp))
 
-    rt.print(f"{form}: {args.arch}, {spec.describe()}, {total_steps} steps of {args.batch_size}"
+    def validate():
+        nonlocal best, window
+        result = evaluate(model, val_loader, rt, parts)
+        entry = {"step": step, "epoch": round(position[0] + position[1] / per_epoch, 3) if per_epoch else None,
+                 "train_loss": round(float(window[0]) / max(window[2], 1), 5),
+                 "train_char_accuracy": round(float(window[1]) / max(window[2], 1), 5),
+                 **rounded(result), "images_per_s": round(seen / max(train_seconds, 1e-9), 2)}
+        window = [0.0, 0.0, 0]
+        history.append(entry)
+        for part in parts:
+            shown = result.get(part, result)
+            rt.print(f"{part} step {step}: val full-string {shown['string_accuracy']:.2%}, "
+                     f"per-char {shown['char_accuracy']:.2%} ({result['count']} images), train loss {entry['train_loss']:.4f}")
+        if result["string_accuracy"] >= best["string_accuracy"] and rt.main:
+            best = {**entry, "samples_seen": step * args.batch_size * rt.world}
+            for part, module in parts_of(raw, form).items():
+                shown = entry.get(part, entry)
+                save_weights(out / FILENAMES[part], module, part, args.arch, summary={
+                    "data": data_note, "steps": step, "batch_size": args.batch_size * rt.world,
+                    "val_string_accuracy": shown["string_accuracy"], "val_char_accuracy": shown["char_accuracy"],
+                    "val_count": entry["count"], "init": args.init, "trained": form,
+                    "precision": "bf16" if rt.bf16 else "fp32"})
+        metrics["forms"][form] = {"best": best, "history": history, "total_steps": total_steps}
+        if rt.main:
+            write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2, ensure_ascii=False)))
+        save_checkpoint(done=step == total_steps)
+
+    rt.print(f"{form}: {args.arch}, {spec.describe()}, "
+             f"{f'{total_steps} steps' if total_steps else f'steps to fit {minutes:g} minutes'} of {args.batch_size}"
              f"{f' x {rt.world} processes' if rt.world > 1 else ''}, {'bf16' if rt.bf16 else 'fp32'} on {rt.device}")
     bar = tqdm(total=total_steps, initial=step, desc=form, disable=not rt.main, dynamic_ncols=True)
-    run_loss = run_chars = run_strings = None
-    window_loss = window_chars = window_steps = 0.0  # means since the last validation, for metrics.json
-    seen, train_time, last_ckpt = 0, 0.0, time.time()
+    window = [0.0, 0.0, 0]  # loss, per-character accuracy, steps since the last validation
+    seen, train_seconds, last_ckpt, probe_start = 0, 0.0, clock(), None
+    generator = torch.Generator(rt.device)
+    if budget:
+        budget.begin()
     model.train()
-    while step < total_steps:
-        sampler.epoch, sampler.start = epoch, batch_in_epoch * args.batch_size
-        set_epoch(train_set, epoch)
-        loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-                            drop_last=True, pin_memory=rt.device.type == "cuda")
-        t0 = time.perf_counter()
-        for x, y in loader:
-            x = x.to(rt.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            y = y.to(rt.device, non_blocking=True)
-            with rt.autocast():
-                logits = model(x)
-            loss = loss_fn(logits, y, args.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(raw.parameters(), 2.0)
-            optimizer.step()
-            scheduler.step()
-            step, batch_in_epoch, seen = step + 1, batch_in_epoch + 1, seen + len(y) * rt.world
-            train_time += time.perf_counter() - t0
+    for pixels, targets, position in batches(*position):
+        t0 = clock()
+        generator.manual_seed(args.seed * 1_000_003 + step)
+        x = training.to_input(pixels, rt.device, augment=args.augment, generator=generator)
+        y = targets.to(rt.device, non_blocking=True)
+        training.set_lr(optimizer, args.lr * training.one_cycle(step, total_steps or 10**9, args.warmup))
+        loss, logits = training.train_step(model, optimizer, x, y, args.label_smoothing, rt.autocast())
+        with torch.no_grad():  # summed on the device: reading them every step would stall a GPU
+            window = [window[0] + loss.detach(), window[1] + training.hits(logits, y).float().mean(), window[2] + 1]
+        step, seen = step + 1, seen + len(y) * rt.world
+        train_seconds += clock() - t0
+        bar.update(1)
+        if step % 10 == 0 or step < 10:
+            bar.set_postfix(loss=f"{float(window[0]) / window[2]:.3f}", char=f"{float(window[1]) / window[2]:.1%}",
+                            img_s=f"{seen / max(train_seconds, 1e-9):.1f}",
+                            **({"left": training.format_seconds(budget.left())} if budget else {}), refresh=False)
 
-            with torch.no_grad():
-                hit = hits(logits, y)
-                ema = lambda old, new: new if old is None else 0.95 * old + 0.05 * new
-                run_loss = ema(run_loss, loss.item())
-                run_chars = ema(run_chars, hit.float().mean().item())
-                run_strings = ema(run_strings, hit.all(2).float().mean().item())
-                window_loss, window_chars = window_loss + loss.item(), window_chars + hit.float().mean().item()
-                window_steps += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{run_loss:.3f}", char=f"{run_chars:.1%}", str=f"{run_strings:.1%}",
-                            img_s=f"{seen / max(train_time, 1e-9):.1f}", refresh=False)
-
-            if step % eval_every == 0 or step == total_steps:
-                result = evaluate(model, val_loader, rt, parts_of(form))
-                entry = {"step": step, "epoch": round(epoch + batch_in_epoch / steps_per_epoch, 3),
-                         "train_loss": round(window_loss / window_steps, 5),
-                         "train_char_accuracy": round(window_chars / window_steps, 5),
-                         **rounded(result),
-                         "images_per_s": round(seen / max(train_time, 1e-9), 2)}
-                window_loss = window_chars = window_steps = 0.0
-                history.append(entry)
-                for part in parts_of(form):
-                    shown = result.get(part, result)
-                    rt.print(f"{part} step {step}: val full-string {shown['string_accuracy']:.2%}, "
-                             f"per-char {shown['char_accuracy']:.2%} ({result['count']} images), "
-                             f"train loss {entry['train_loss']:.4f}")
-                if result["string_accuracy"] >= best["string_accuracy"] and rt.main:
-                    best = {**entry, "samples_seen": step * args.batch_size * rt.world}
-                    for part in parts_of(form):
-                        shown = entry.get(part, entry)
-                        save_weights(out / FILENAMES[part], raw.part(part) if form == "joint" else raw, part,
-                                     args.arch, summary={
-                            "data": data_note, "steps": step, "batch_size": args.batch_size * rt.world,
-                            "val_string_accuracy": shown["string_accuracy"], "val_char_accuracy": shown["char_accuracy"],
-                            "val_count": entry["count"], "init": args.init, "trained": form,
-                            "precision": "bf16" if rt.bf16 else "fp32"})
-                metrics["forms"][form] = {"best": best, "history": history, "total_steps": total_steps}
-                if rt.main:
-                    write_json(out / "metrics.json", metrics)
-                checkpoint(done=step == total_steps)
-                last_ckpt = time.time()
-            elif time.time() - last_ckpt > args.checkpoint_minutes * 60:
-                checkpoint()
-                last_ckpt = time.time()
-            if step >= total_steps:
-                break
-            t0 = time.perf_counter()
-        else:
-            epoch, batch_in_epoch = epoch + 1, 0
+        if budget and total_steps is None:  # still measuring
+            if step in (2, probe) and rt.device.type == "cuda":
+                torch.cuda.synchronize()  # time the steps themselves, not how fast they were queued
+            if step == 2:
+                probe_start = clock()  # the first steps also allocate and pick kernels: not counted
+            if step == probe:
+                step_seconds = (clock() - probe_start) / (probe - 2)
+                t_eval = clock()
+                validate()
+                eval_seconds = clock() - t_eval
+                every = eval_every or max(1, round(0.1 * budget.seconds / max(step_seconds, 1e-9)))
+                total_steps = rt.same_everywhere(budget.plan(step, step_seconds, eval_seconds, every))
+                eval_every = every
+                bar.total = total_steps
+                rt.print(f"{form}: {step_seconds:.3f} s a step, {eval_seconds:.1f} s a validation: "
+                         f"{total_steps} steps fit {minutes:g} minutes")
+                last_ckpt = clock()
+            continue
+        if step % eval_every == 0 or step >= total_steps:
+            validate()
+            last_ckpt = clock()
+        elif clock() - last_ckpt > args.checkpoint_minutes * 60:
+            save_checkpoint()
+            last_ckpt = clock()
+        if step >= total_steps:
+            break
     bar.close()
+    if budget:
+        rt.print(f"{form}: {training.format_seconds(budget.elapsed())} of {training.format_seconds(budget.seconds)} used")
     rt.barrier()
     return best
 
@@ -437,31 +491,37 @@ def rounded(result: dict) -> dict:
             for k, v in result.items()}
 
 
-def write_json(path: Path, data: dict):
+def write_atomic(path: Path, write):
+    """write(tmp) then rename over `path`: a killed run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    write(tmp)
     os.replace(tmp, path)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     rt = Runtime(args)
-    random.seed(args.seed)
     spec = CaptchaSpec(args.alphabet, args.length, args.height, args.width, crop=args.crop)
-    train_set, val_set, data_note = make_datasets(args, spec, rt)
+    batches, val_set, data_note = make_data(args, spec, rt)
     rt.print(f"data: {data_note}")
-    forms = {"both": ["one_go", "sequential"], "joint": ["joint"]}.get(args.form) or [form_name(args.form)]
+    stages = {"both": ["one_go", "sequential"], "joint": ["joint"]}.get(args.form) or [form_name(args.form)]
     metrics_path = args.out / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if args.resume and metrics_path.exists() else {}
     metrics.update({"spec": json.loads(spec.to_json()), "arch": args.arch, "data": data_note,
                     "world_size": rt.world, "device": str(rt.device),
                     "args": json.loads(json.dumps(vars(args), default=str))})  # what the model card quotes
     metrics.setdefault("forms", {})
-    for form in forms:
-        best = train_form(form, args, spec, train_set, val_set, rt, data_note, metrics)
-        rt.print(f"{form}: best val full-string {best['string_accuracy']:.2%} at step {best.get('step')} "
-                 f"-> {', '.join(str(args.out / FILENAMES[part]) for part in parts_of(form))}")
+    try:
+        for form in stages:
+            minutes = args.minutes / len(stages) if args.minutes else None
+            best = train_stage(form, args, spec, batches, val_set, rt, data_note, metrics, minutes)
+            saved = ["one_go", "sequential"] if form == "joint" else [form]
+            rt.print(f"{form}: best val full-string {best['string_accuracy']:.2%} at step {best.get('step')} "
+                     f"-> {', '.join(str(args.out / FILENAMES[part]) for part in saved)}")
+    finally:
+        if isinstance(batches, StreamBatches):
+            batches.buffer.close()
     if rt.distributed:
         dist.destroy_process_group()
     return 0

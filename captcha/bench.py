@@ -49,26 +49,22 @@ def bench(recognizer: Recognizer, image, runs: int = 50, warmup: int = 5, batch_
 
 def train_throughput(form: str, spec, arch: str = "resnet50", bf16: bool = True, batch_size: int = 32,
                      steps: int = 4) -> float:
-    """Images/s of full training steps (forward, backward, AdamW) on random data, channels-last.
+    """Images/s of full training steps as train.py runs them (uint8 batch -> augmented input, forward,
+    loss, backward, AdamW) on random pixels, channels-last.
 
     `form` is one_go, sequential or joint (both heads on one trunk, as train.py --form joint).
-
     The first step (allocation, kernel selection) is not counted.
     """
+    from . import training
     from .models import build_model
     model = build_model(form, spec, arch=arch).to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.AdamW(model.parameters())
-    x = torch.randn(batch_size, 3, spec.height, spec.width).contiguous(memory_format=torch.channels_last)
+    optimizer = training.make_optimizer(model, lr=1e-3, weight_decay=0.05)
+    pixels = torch.randint(0, 256, (batch_size, 3, spec.height, spec.width), dtype=torch.uint8)
     y = torch.randint(0, spec.num_classes, (batch_size, spec.length))
     times = []
     for _ in range(steps + 1):
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x)
-        targets = y.repeat(1, logits.shape[1] // spec.length)  # joint: both forms' logits side by side
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        x = training.to_input(pixels, "cpu", augment=True)
+        training.train_step(model, optimizer, x, y, 0.05, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16))
         times.append(time.perf_counter() - t0)
     return batch_size / float(np.median(times[1:]))

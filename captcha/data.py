@@ -5,14 +5,12 @@ suffix: `abc12.png` and `abc12_2.png` are both "abc12".
 """
 from __future__ import annotations
 
-import math
 import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from . import synth
@@ -84,32 +82,12 @@ def split_samples(samples: list[Sample], val_fraction: float, seed: int = 0) -> 
     return train, val
 
 
-def augment(image: Image.Image, rng: random.Random) -> Image.Image:
-    """A small random affine (shift, scale, tilt): the same CAPTCHA a few pixels off.
-
-    Scale stays within 3%: in the ImageCaptcha style c/C, o/O, x/X ... differ only by stroke
-    weight and fine shape (the library stretches every glyph to one box per font size; see
-    recipes/imagecaptcha/glyph_pairs.py), so the augmentation stays close to what it draws.
-    """
-    w, h = image.size
-    scale = rng.uniform(0.97, 1.03)
-    angle = rng.uniform(-0.05, 0.05)  # radians, about 3 degrees
-    tx, ty = rng.uniform(-0.04, 0.04) * w, rng.uniform(-0.04, 0.04) * h
-    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
-    cx, cy = w / 2, h / 2
-    # Inverse map: output pixel -> input pixel, around the centre.
-    matrix = (cos, -sin, cx - cos * (cx + tx) + sin * (cy + ty),
-              sin, cos, cy - sin * (cx + tx) - cos * (cy + ty))
-    return image.transform((w, h), Image.Transform.AFFINE, matrix, Image.Resampling.BILINEAR,
-                           fillcolor=image.getpixel((0, 0)))
-
-
 class FolderDataset(Dataset):
-    """Images from disk -> (input tensor, target indices)."""
+    """Images from disk -> (uint8 pixels from spec.geometry, target indices); training.to_input
+    normalises (and augments) whole batches on the training device."""
 
-    def __init__(self, samples: list[Sample], spec: CaptchaSpec, augment: bool = False, seed: int = 0):
-        self.samples, self.spec, self.augment, self.seed = samples, spec, augment, seed
-        self.epoch = 0
+    def __init__(self, samples: list[Sample], spec: CaptchaSpec):
+        self.samples, self.spec = samples, spec
 
     def __len__(self):
         return len(self.samples)
@@ -121,20 +99,17 @@ class FolderDataset(Dataset):
         except ImageError as e:
             raise DatasetError(f"{e}; run `python -m captcha clean {sample.path.parent}` "
                                f"to move unreadable files aside") from None
-        if self.augment:
-            image = augment(image, random.Random(f"{self.seed}:{self.epoch}:{index}"))
-        return self.spec.preprocess(image), torch.tensor(self.spec.encode(sample.label))
+        return self.spec.geometry(image), torch.tensor(self.spec.encode(sample.label))
 
 
 class SyntheticDataset(Dataset):
     """`count` generated CAPTCHAs, drawn on demand: item i is the same image every time."""
 
     def __init__(self, count: int, spec: CaptchaSpec, seed: int = 0, fonts: list[str] | None = None,
-                 image_size: tuple[int, int] = (256, 256), augment: bool = False):
-        self.count, self.spec, self.seed, self.augment = count, spec, seed, augment
+                 image_size: tuple[int, int] = (256, 256)):
+        self.count, self.spec, self.seed = count, spec, seed
         self.fonts = synth.find_fonts(fonts)
         self.image_size = image_size
-        self.epoch = 0
 
     def __len__(self):
         return self.count
@@ -142,6 +117,4 @@ class SyntheticDataset(Dataset):
     def __getitem__(self, index):
         image, text = synth.sample(index, self.seed, self.spec.alphabet, self.spec.length,
                                    *self.image_size, fonts=self.fonts)
-        if self.augment:
-            image = augment(image, random.Random(f"{self.seed}:{self.epoch}:{index}"))
-        return self.spec.preprocess(image), torch.tensor(self.spec.encode(text))
+        return self.spec.geometry(image), torch.tensor(self.spec.encode(text))

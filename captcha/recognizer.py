@@ -213,10 +213,10 @@ class Recognizer:
             if info.spec not in inputs:
                 inputs[info.spec] = torch.stack([info.spec.preprocess(im) for im in images])
         return {form: self._readings(self.infos[form].spec, logits, None if maps is None else maps.float().numpy())
-                for form, (logits, maps) in self.logits(inputs).items()}
+                for form, (logits, maps) in self._logits(inputs).items()}
 
     @torch.inference_mode()
-    def logits(self, inputs: dict[CaptchaSpec, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    def _logits(self, inputs: dict[CaptchaSpec, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """form -> (logits [batch, length, classes], the sequential form's attention maps or None) of
         batches already made by `spec.preprocess`, one per spec; a shared trunk runs once."""
         features, out = {}, {}

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import atexit
+import io
 import os
 import shutil
-import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The ONNX engine caches exported trunks under $CAPTCHA_CACHE/onnx: keep the suite's out of the
 # user's cache (servers and CLI runs started by tests inherit it, so each tiny trunk is exported once).
@@ -54,3 +54,12 @@ def tiny_weights(tmp_path_factory) -> Path:
 def sample_images() -> list[Path]:
     """The shipped sample CAPTCHAs in data/ (file name = answer)."""
     return sorted(p for p in (ROOT / "data").iterdir() if p.suffix.lower() == ".png")
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    """A zip archive holding `members` (name -> bytes), as a user would upload one."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()

@@ -4,14 +4,12 @@ Recognizer on the same weights, so a server that answered anything else would fa
 from __future__ import annotations
 
 import contextlib
-import io
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
-import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, TINY_SPEC, subprocess_env
+from conftest import ROOT, TINY_SPEC, subprocess_env, zip_of
 from captcha import onnx_trunk
 from captcha.recognizer import Recognizer, bf16_is_fast
 
@@ -97,14 +95,6 @@ def huge_png(width=30000, height=30000) -> bytes:
     row = zlib.compress(b"\x00" * (1 + (width + 7) // 8), 9)
     return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
             + png_chunk(b"IDAT", row) + png_chunk(b"IEND", b""))
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
 
 
 def multipart(field: str, name: str, data: bytes, boundary="captcha-test-boundary") -> tuple[bytes, dict]:

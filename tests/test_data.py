@@ -1,4 +1,5 @@
 import pytest
+import torch
 from PIL import Image
 
 from captcha.data import FolderDataset, label_from_name, scan_folder, split_samples
@@ -67,8 +68,8 @@ def test_split_is_deterministic_and_keeps_duplicates_together(tmp_path):
 def test_folder_dataset_items(tmp_path):
     _write(tmp_path, ["0123.png"])
     spec = CaptchaSpec(alphabet="0123456789", length=4, height=32, width=48)
-    x, y = FolderDataset(scan_folder(tmp_path, spec), spec, augment=True)[0]
-    assert tuple(x.shape) == (3, 32, 48) and y.tolist() == [0, 1, 2, 3]
+    x, y = FolderDataset(scan_folder(tmp_path, spec), spec)[0]
+    assert tuple(x.shape) == (3, 32, 48) and x.dtype == torch.uint8 and y.tolist() == [0, 1, 2, 3]
 
 
 def test_unreadable_file_during_training_points_to_the_cleaner(tmp_path):

@@ -1,16 +1,19 @@
 """streamlit_app.py, driven by Streamlit's AppTest in this process, and once for real with `streamlit run`."""
 from __future__ import annotations
 
+import io
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from captcha import batch
 from captcha.recognizer import Recognizer
 from conftest import ROOT, subprocess_env
 
@@ -76,6 +79,31 @@ def test_a_bad_file_is_an_error_and_the_others_are_still_read(app, expected):
     table = app.dataframe[0].value
     assert table.loc[0, "file"] == "bad.png" and "not an image" in table.loc[0, "error"]
     assert table.loc[1, "error"] == ""
+
+
+def test_a_zip_upload_is_read_member_by_member(app, expected):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name in SAMPLES:
+            z.write(ROOT / "data" / name, f"shots/{name}")
+        z.writestr("shots/readme.txt", "not an image: skipped")
+    app.file_uploader[0].set_value(("shots.zip", buf.getvalue(), "application/zip")).run()
+    assert not app.exception and not app.error
+    table = app.dataframe[0].value
+    assert list(table["file"]) == [f"shots.zip/shots/{name}" for name in SAMPLES]
+    assert list(table["sequential"]) == [expected[n].sequential.text for n in SAMPLES]
+    assert list(table["one_go"]) == [expected[n].one_go.text for n in SAMPLES]
+    assert [h.value for h in app.subheader] == list(table["file"])
+
+
+def test_too_many_images_refuse_the_batch_with_one_error(app):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for i in range(batch.MAX_BATCH + 1):
+            z.write(ROOT / "data" / SAMPLES[0], f"{i}.png")
+    app.file_uploader[0].set_value(("many.zip", buf.getvalue(), "application/zip")).run()
+    assert not app.exception and not app.metric
+    assert len(app.error) == 1 and f"the limit is {batch.MAX_BATCH}" in app.error[0].value
 
 
 def test_attention_panels_on_request(app):

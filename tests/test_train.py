@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import torch
 from safetensors import safe_open
 
 from captcha import synth
@@ -40,8 +41,8 @@ def test_trains_both_forms_and_loss_goes_down(tmp_path):
     assert len(pred.one_go.text) == len(pred.sequential.text) == 4
 
 
-def test_issue_command_on_a_folder_of_six_character_captchas(tmp_path):
-    """The 'done when' command on a folder of 6-character CAPTCHAs (at a small input, for speed)."""
+def test_a_folder_of_six_character_captchas_of_another_alphabet(tmp_path):
+    """The README's command for your own CAPTCHAs (at a small input, for speed)."""
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     data = tmp_path / "six"
     synth.write_folder(data, 40, seed=5, alphabet=alphabet, length=6)
@@ -148,7 +149,7 @@ def test_joint_trains_both_forms_on_one_trunk(tmp_path):
     pred = rec.predict(synth.generate("0123", seed=1))
     assert len(pred.one_go.text) == len(pred.sequential.text) == 4
 
-    # a second round starts from those weights (how training continues across sessions)
+    # a second round starts from those weights (how training continues from shipped weights)
     again = train("--synthetic", "32", "--synthetic-val", "8", "--alphabet", "0123456789", "--length", "4",
                   "--form", "joint", "--steps", "2", "--init", str(out), "--out", str(tmp_path / "round2"), *TINY)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -170,7 +171,6 @@ def test_joint_trains_both_forms_on_one_trunk(tmp_path):
 def test_validation_split_does_not_follow_the_training_seed(tmp_path):
     """Rounds that continue one another with a new --seed must validate on the same labels, or the
     later round's validation holds images the earlier round trained on."""
-    sys.path.insert(0, str(ROOT))
     import train as train_module
     from captcha.spec import CaptchaSpec
 
@@ -178,15 +178,54 @@ def test_validation_split_does_not_follow_the_training_seed(tmp_path):
     synth.write_folder(data, 40, seed=3)
     spec = CaptchaSpec()
 
-    class Quiet:
+    class Quiet:  # a one-process CPU runtime that prints nothing
+        rank, world, device = 0, 1, torch.device("cpu")
         print = staticmethod(lambda *a, **k: None)
 
     def val_labels(*extra):
         args = train_module.parse_args(["--data", str(data), "--val-fraction", "0.25", *extra])
-        _, val, _ = train_module.make_datasets(args, spec, Quiet())
+        _, val, _ = train_module.make_data(args, spec, Quiet())
         return sorted(s.label for s in val.samples)
 
     first = val_labels("--seed", "0")
     assert len(first) == 10
     assert val_labels("--seed", "5") == first
     assert val_labels("--seed", "5", "--split-seed", "1") != first
+
+
+def test_minutes_fit_the_schedule_to_the_time_budget(tmp_path, monkeypatch):
+    """--minutes: a few steps and one validation are timed, then the one-cycle schedule is sized so that
+    the run, validations and saving included, ends inside the budget. A fake clock: each training step
+    takes 2 s, each validation 5 s."""
+    import train as train_module
+    from captcha import training
+
+    now = [0.0]
+    monkeypatch.setattr(train_module, "clock", lambda: now[0])
+    real_step, real_evaluate = training.train_step, train_module.evaluate
+
+    def step(*a, **k):
+        now[0] += 2.0
+        return real_step(*a, **k)
+
+    def evaluate(*a, **k):
+        now[0] += 5.0
+        return real_evaluate(*a, **k)
+
+    monkeypatch.setattr(training, "train_step", step)
+    monkeypatch.setattr(train_module, "evaluate", evaluate)
+    out = tmp_path / "run"
+    train_module.main(["--synthetic", "64", "--synthetic-val", "8", "--alphabet", "0123456789", "--length", "4",
+                       "--form", "one-go", "--minutes", "1", "--out", str(out), *TINY])
+    forms = json.loads((out / "metrics.json").read_text())["forms"]["one_go"]
+    steps = [h["step"] for h in forms["history"]]
+    # 8 steps (16 s) + a validation (5 s) measured; the 35 s left, less a 3% margin and the last validation,
+    # pay for 12 steps with a validation every epoch (8 steps): 20 in all, ending at 55 s of the 60
+    assert forms["total_steps"] == 20 and steps == [8, 16, 20]
+    assert 45 <= now[0] <= 60
+    assert Recognizer.from_pretrained(out).models  # the best weights were kept
+
+
+def test_minutes_must_be_positive(tmp_path):
+    result = train("--synthetic", "8", "--minutes", "0", "--out", str(tmp_path / "out"), *TINY)
+    assert result.returncode == 2 and "--minutes must be more than 0" in result.stderr

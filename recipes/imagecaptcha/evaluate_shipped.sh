@@ -2,7 +2,7 @@
 # Grade weights on the held-out sets (seeds disjoint from training; see README.md here).
 #   bash recipes/imagecaptcha/evaluate_shipped.sh [WEIGHTS]     (default: weights/)
 # Writes $OUT/heldout-v071.json, $OUT/heldout-v03.json, $OUT/samples.json (data/) and $OUT/bench.json and prints the tables
-# for the model card (python recipes/imagecaptcha/model_card.py writes it from these files).
+# for the model card (python -m recipes.imagecaptcha.model_card writes it from these files).
 set -euo pipefail
 CACHE=${CAPTCHA_CACHE:-$HOME/.cache/captcha}
 DATA=$CACHE/data/imagecaptcha

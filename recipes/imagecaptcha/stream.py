@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""ImageCaptcha draws as raw pixels on stdout, without end: the data feed of gpu_round.py.
+"""ImageCaptcha draws as raw pixels on stdout, without end: a `train.py --stream` worker.
 
 Standalone like generate.py, and for the same reason (the PyPI library and our package are
 both called ``captcha``): run it with ``python -I`` and point --lib at a folder that holds
@@ -7,11 +7,12 @@ the library's ``captcha`` package. Labels and seeds follow generate.py exactly (
 base S has seed S * 10_000_000 + i), so a stream is reproducible and seed bases keep
 training and held-out draws apart.
 
-    python -I stream.py --lib DIR --base 5000 [--count N] [--rows 80,176] [--font-sizes 42,42,50,56]
+    python -I stream.py --lib DIR --base 5000 [--count N] [--font-sizes 42,42,50,56]
 
-Each record is the 5-byte ASCII label, then rows top..bottom of the 256x256 RGB image as
-uint8 (H x 256 x 3). No PNG round trip: PNG is lossless, so the pixels are what
-generate.py would have saved.
+Each record is what captcha/streams.py reads (this script cannot import it): uint16 label bytes,
+uint16 width, uint16 height (little-endian), the label, then the 256x256 RGB pixels, rows top to
+bottom. No PNG round trip: PNG is lossless, so the pixels are what generate.py would have saved;
+train.py crops and resizes them with the weights' spec, as it does every image.
 
 captcha 0.3 calls ImageDraw.textsize(), which Pillow 10 removed. Where it is missing (a
 machine with only a new Pillow, e.g. the GPU image), it is put back as the right/bottom
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,7 +47,6 @@ def main() -> int:
     p.add_argument("--lib", required=True, help="folder holding the PyPI library's captcha/ package")
     p.add_argument("--base", type=int, required=True, help="seed base (generate.py's --seed)")
     p.add_argument("--count", type=int, default=0, help="stop after N images (default: never)")
-    p.add_argument("--rows", default="80,176", help="rows of the 256x256 image to send (default 80,176)")
     p.add_argument("--alphabet", default=None)
     p.add_argument("--length", type=int, default=5)
     p.add_argument("--font-sizes", help="ImageCaptcha's font_sizes, each glyph picks one at random "
@@ -56,7 +57,6 @@ def main() -> int:
     patched = restore_textsize()
     library, cimage = generate._import_library()
     alphabet = args.alphabet or generate.DEFAULT_ALPHABET
-    top, bottom = (int(v) for v in args.rows.split(","))
     sizes = tuple(int(v) for v in args.font_sizes.split(",")) if args.font_sizes else None
     from PIL import __version__ as pillow
     print(f"stream.py: captcha {library.__version__} from {os.path.dirname(library.__file__)}, Pillow {pillow}"
@@ -71,7 +71,8 @@ def main() -> int:
             label = generate.make_label(seed, alphabet, args.length)
             random.seed(seed)
             image = drawer.generate_image(label).convert("RGB")
-            out.write(label.encode("ascii") + image.crop((0, top, 256, bottom)).tobytes())
+            text = label.encode("utf-8")
+            out.write(struct.pack("<HHH", len(text), *image.size) + text + image.tobytes())
             index += 1
         out.flush()
     except BrokenPipeError:  # the reader is done with us
