@@ -8,7 +8,7 @@
 # INIT=weights continues from the shipped weights (a new one-cycle run that starts from them)
 # instead of from scratch; use a new OUT for each such round.
 # CROP is the band of rows the model reads: rows 80-176 of 256, where every glyph falls (the
-# library centres each glyph vertically; they span rows 91-165). SIZE 96x256 reads it at full
+# library centres each glyph vertically; they span rows 91-164). SIZE 96x256 reads it at full
 # resolution both ways (round 5 on); rounds 1-3 used CROP=0,0.25,1,0.75 (rows 64-192, squeezed to
 # 96) at SIZE=96x192, round 4 this CROP at 96x192.
 set -euo pipefail
