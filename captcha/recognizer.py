@@ -19,7 +19,7 @@ from .errors import CaptchaError, WeightsError
 from .hub import resolve
 from .images import open_image
 from .models import FORMS
-from .spec import CaptchaSpec
+from .spec import CaptchaSpec, normalize
 from .weights import FILENAMES, WeightsInfo, check_spec, find_weights, load_weights
 
 ENGINES = ("auto", "torch", "onnx")  # what runs the trunk; see Recognizer._pick_engine
@@ -211,14 +211,14 @@ class Recognizer:
         inputs = {}
         for info in self.infos.values():
             if info.spec not in inputs:
-                inputs[info.spec] = torch.stack([info.spec.preprocess(im) for im in images])
+                inputs[info.spec] = normalize(torch.stack([info.spec.geometry(im) for im in images]))
         return {form: self._readings(self.infos[form].spec, logits, None if maps is None else maps.float().numpy())
                 for form, (logits, maps) in self._logits(inputs).items()}
 
     @torch.inference_mode()
     def _logits(self, inputs: dict[CaptchaSpec, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """form -> (logits [batch, length, classes], the sequential form's attention maps or None) of
-        batches already made by `spec.preprocess`, one per spec; a shared trunk runs once."""
+        batches of `spec.preprocess` inputs, one per spec; a shared trunk runs once."""
         features, out = {}, {}
         for form, model in self.models.items():
             spec = self.infos[form].spec
