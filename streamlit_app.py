@@ -70,7 +70,9 @@ def show(name: str, image, pred, attention: bool) -> None:
             col.metric(f"{FORM_NAMES[form]} · {r.confidence:.1%} sure", r.text)
         chars = {FORM_NAMES[form]: [f"{c.char}  {c.confidence:.0%}" for c in r.chars]
                  for form, r in pred.readings().items()}
-        st.table(pd.DataFrame(chars).T.rename(columns=lambda i: f"#{i + 1}"))
+        # the forms may read different lengths: shorter rows end in blanks
+        table = pd.DataFrame.from_dict(chars, orient="index").fillna("")
+        st.table(table.rename(columns=lambda i: f"#{i + 1}"))
         st.caption(f"both forms in {pred.elapsed_ms:.0f} ms")
     if attention:
         st.image(attention_panels(image, pred.sequential), caption="Where the sequential form looked")

@@ -1,6 +1,6 @@
 """Train the one-go and/or sequential CAPTCHA readers.
 
-    python train.py --data DIR                                     # images named by their answers (abc12.png)
+    python train.py --data DIR --out OUT --minutes 20              # your CAPTCHAs: every setting from the data
     python train.py --data DIR --form joint --minutes 20           # both forms on one trunk, in 20 minutes
     python train.py --synthetic 50000 --form one-go --steps 2000   # no data: generated CAPTCHAs
     python train.py --stream "CMD" --stream "CMD" --val-stream "CMD" --minutes 8   # images drawn while it trains
@@ -31,22 +31,29 @@ from torch.utils.data import ConcatDataset, DataLoader, Sampler, TensorDataset
 from tqdm import tqdm
 
 from captcha import training
-from captcha.data import FolderDataset, SyntheticDataset, scan_folder, split_samples
-from captcha.errors import CaptchaError, DatasetError, WeightsError
+from captcha import settings
+from captcha.data import FolderDataset, SyntheticDataset, check_labels, listing, read_samples, split_samples
+from captcha.errors import CaptchaError, DatasetError, SpecError, WeightsError
 from captcha.models import build_model, feature_shape, form_name
 from captcha.recognizer import bf16_is_fast
-from captcha.spec import DEFAULT_ALPHABET, DEFAULT_HEIGHT, DEFAULT_LENGTH, CaptchaSpec
+from captcha.spec import DEFAULT_ALPHABET, DEFAULT_HEIGHT, DEFAULT_LENGTH, CaptchaSpec, parse_length
 from captcha.streams import StreamBuffer, read_all
-from captcha.weights import FILENAMES, find_weights, load_weights, save_weights
+from captcha.weights import FILENAMES, SHIPPED, find_weights, load_weights, save_weights
 
 clock = time.monotonic  # the time budget's clock (tests replace it)
+REAL_AUGMENT = 2.0  # --augment for --data: a few hundred real images need more variety than a generator's stream
 
 
 # ----------------------------------------------------------------------------- arguments
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--data", type=Path, nargs="+", help="folder(s) of images named by their answers (abc12.png, abc12_2.png)")
+    g.add_argument("--data", type=Path, nargs="+", help="folder(s) of CAPTCHA images: named by their answers "
+                   "(abc12.png, abc12_2.png, abc12.1.png, abc12_<hash>.jpg) or listed in labels.csv/.tsv/.txt")
+    g.add_argument("--labels", type=Path, help="a labels file (file,label lines) kept elsewhere than in --data")
+    g.add_argument("--label-pattern", metavar="REGEX", help="the label is this regex's group 'label' (or first "
+                   "group) of each file name without its extension, for names the default rule does not fit")
+    g.add_argument("--case-insensitive", action="store_true", help="fold labels to lower case: one class per letter")
     g.add_argument("--val", type=Path, help="separate validation folder (default: a split of --data)")
     g.add_argument("--val-fraction", type=float, default=0.1, help="share of --data labels held out (default 0.1)")
     g.add_argument("--split-seed", type=int, default=0,
@@ -62,12 +69,18 @@ def parse_args(argv=None):
     g.add_argument("--val-stream", action="append", metavar="CMD", help="a command that draws the validation images, then ends")
     g.add_argument("--stream-buffer", type=int, metavar="N",
                    help="images kept from --stream (default: all GPU memory but 30 GiB, or 20000 on a CPU)")
-    g.add_argument("--no-augment", dest="augment", action="store_false", help="turn off the small random affine")
+    g.add_argument("--augment", type=float, metavar="S", help="augmentation strength: 1 is the small random affine "
+                   "made for generated images, more also varies tone (default: 1 for generated or streamed images, "
+                   f"{REAL_AUGMENT:g} for --data), 0 is none")
+    g.add_argument("--no-augment", dest="augment", action="store_const", const=0.0, help="--augment 0")
     g.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
     g = p.add_argument_group("CAPTCHA")
-    g.add_argument("--alphabet", default=DEFAULT_ALPHABET, help="characters a CAPTCHA may contain")
-    g.add_argument("--length", type=int, default=DEFAULT_LENGTH, help="characters per CAPTCHA")
-    g.add_argument("--size", default=str(DEFAULT_HEIGHT), help="model input: N (square) or HxW, e.g. 96x192")
+    g.add_argument("--alphabet", help="characters a CAPTCHA may contain, or auto: those in the labels "
+                   f"(the default with --data; else {DEFAULT_ALPHABET})")
+    g.add_argument("--length", help="characters per CAPTCHA: N, a range MIN-MAX (e.g. 4-8), or auto: the range "
+                   f"in the labels (the default with --data; else {DEFAULT_LENGTH})")
+    g.add_argument("--size", help="model input: N (square), HxW (e.g. 64x192), or auto: from the images' typical "
+                   f"height and aspect ratio (the default with --data; else {DEFAULT_HEIGHT})")
     g.add_argument("--crop", default="0,0,1,1", help="part of each image the model reads, as fractions "
                    "left,top,right,bottom (e.g. 0,0.25,1,0.75 for text centred vertically)")
     g = p.add_argument_group("model and schedule")
@@ -75,7 +88,8 @@ def parse_args(argv=None):
                    help="both: two models, one after the other; joint: one trunk with both heads, trained "
                         "together (one pass per image instead of two; the two files share their trunk)")
     g.add_argument("--arch", default="resnet50", help="any timm CNN (default resnet50)")
-    g.add_argument("--init", default="scratch", help="scratch, imagenet (timm download), or a weights folder/file to fine-tune")
+    g.add_argument("--init", default="auto", help="auto (the shipped weights' trunk for a resnet50, else scratch), "
+                   "scratch, imagenet (timm download), or a weights folder/file to fine-tune")
     g.add_argument("--epochs", type=float, help="passes over the training data (default 10)")
     g.add_argument("--steps", type=int, help="optimizer steps per stage (instead of --epochs)")
     g.add_argument("--minutes", type=float, help="fit the schedule to this much wall time, validation and saving "
@@ -107,12 +121,27 @@ def parse_args(argv=None):
         p.error("--stream trains on its own images: give it without --data and --synthetic")
     if args.stream and not (args.val_stream or args.val):
         p.error("--stream needs validation images from the same source: --val-stream CMD or --val DIR")
+    auto = "auto" if args.data else None
+    if args.augment is None:
+        args.augment = REAL_AUGMENT if args.data and not args.synthetic else 1.0
+    args.alphabet = args.alphabet or auto or DEFAULT_ALPHABET
+    args.length = args.length or auto or str(DEFAULT_LENGTH)
+    args.size = args.size or auto or str(DEFAULT_HEIGHT)
+    if "auto" in (args.alphabet, args.length, args.size) and not args.data:
+        p.error("--alphabet/--length/--size auto read the labels and images of --data; give them by hand "
+                "for --synthetic or --stream")
     try:
-        size = [int(v) for v in args.size.lower().split("x")]
+        if args.length != "auto":
+            parse_length(args.length)
+        size = [int(v) for v in args.size.lower().split("x")] if args.size != "auto" else [0]
         args.crop = tuple(float(v) for v in args.crop.split(","))
+    except SpecError:
+        p.error(f"--length is N, MIN-MAX (e.g. 4-8) or auto, not {args.length!r}")
     except ValueError:
-        p.error("--size is N or HxW (e.g. 128 or 96x192); --crop is four fractions, e.g. 0,0.25,1,0.75")
+        p.error("--size is N, HxW (e.g. 128 or 96x192) or auto; --crop is four fractions, e.g. 0,0.25,1,0.75")
     args.height, args.width = size[0], size[-1]
+    if args.case_insensitive and args.alphabet != "auto":
+        args.alphabet = "".join(dict.fromkeys(args.alphabet.lower()))
     return args
 
 
@@ -233,11 +262,48 @@ class StreamBatches:
             yield *self.buffer.sample(self.args.batch_size, self.generator), (0, batch_in_epoch)
 
 
-def make_data(args, spec: CaptchaSpec, rt: Runtime):
+def read_folders(args, rt: Runtime):
+    """{folder: samples} of --data and --val, as their label sources give them (not yet checked
+    against a spec: --alphabet/--length auto are read from them)."""
+    folders = {}
+    for folder in [*(args.data or []), *([args.val] if args.val else [])]:
+        samples, problems, source = read_samples(folder, args.labels if folder != args.val else None,
+                                                 args.label_pattern, fold_case=args.case_insensitive)
+        if problems and not args.skip_invalid:
+            raise DatasetError(f"{folder}: {len(problems)} problem(s) with the images and their labels ({source}):\n"
+                               f"{listing(problems)}\nFix them, give --labels FILE or --label-pattern REGEX, or pass "
+                               f"--skip-invalid to leave these out (nothing was changed).")
+        if problems:
+            rt.print(f"warning: left out {len(problems)} image(s) or label(s) of {folder} (first: {problems[0]})")
+        if not samples:
+            raise DatasetError(f"{folder}: no labelled images (images named by their answers, e.g. abc12.png, "
+                               f"or a labels.csv of file,label lines)")
+        rt.print(f"{folder}: {len(samples)} images, {source}")
+        folders[folder] = samples
+    return folders
+
+
+def checked(folders: dict, spec: CaptchaSpec, args, rt: Runtime) -> dict:
+    """The folders' samples whose labels fit `spec`; the others refused together (or left out)."""
+    out, problems = {}, []
+    for folder, samples in folders.items():
+        out[folder], bad = check_labels(samples, spec)
+        problems += [f"{folder}/{line}" for line in bad]
+    if problems and not args.skip_invalid:
+        raise DatasetError(f"{len(problems)} label(s) do not fit {spec.lengths} characters of {spec.alphabet!r}:\n"
+                           f"{listing(problems)}\nFix them, change --alphabet/--length (or leave them auto), "
+                           f"or pass --skip-invalid to leave them out (nothing was changed).")
+    if problems:
+        rt.print(f"warning: left out {len(problems)} image(s) whose labels do not fit (first: {problems[0]})")
+    return out
+
+
+def make_data(args, spec: CaptchaSpec, rt: Runtime, folders: dict | None = None):
     """(batches, validation dataset, a line describing the data)."""
     notes, val = [], None
+    folders = checked(folders or {}, spec, args, rt)
     if args.val:
-        val = FolderDataset(scan_folder(args.val, spec, args.skip_invalid, warn=rt.print), spec)
+        val = FolderDataset(folders[args.val], spec)
     elif args.val_stream:
         val = TensorDataset(*read_all(args.val_stream, spec))
     if args.stream:
@@ -250,7 +316,7 @@ def make_data(args, spec: CaptchaSpec, rt: Runtime):
     else:
         parts = []
         if args.data:
-            samples = [s for folder in args.data for s in scan_folder(folder, spec, args.skip_invalid, warn=rt.print)]
+            samples = [s for folder in args.data for s in folders[folder]]
             if val is None:
                 samples, val_samples = split_samples(samples, args.val_fraction, seed=args.split_seed)
                 val = FolderDataset(val_samples, spec) if val_samples else None
@@ -297,7 +363,7 @@ def init_from(model, source: str, form: str, spec: CaptchaSpec, arch: str, rt: R
         if same_head and info.spec == spec:
             module.load_state_dict(state)
             rt.print(f"init {part}: all weights from {file}")
-        elif same_head and (info.spec.alphabet, info.spec.length) == (spec.alphabet, spec.length):
+        elif same_head and (info.spec.alphabet, info.spec.lengths) == (spec.alphabet, spec.lengths):
             module.load_resized(state, feature_shape(donor.trunk, info.spec)[1:])  # new input size or crop
             rt.print(f"init {part}: all weights from {file}, made for {info.spec.describe()}; head fitted to this input")
         else:
@@ -387,12 +453,15 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
     # the time budget: a few steps at the starting rate, one validation, then the schedule that fits
     budget = training.TimeBudget(minutes, clock) if minutes and total_steps is None else None
     probe = 8
-    eval_every = args.eval_every or per_epoch or (None if total_steps is None else max(1, total_steps // 10))
+    # with a budget, validations are spaced by time (a tenth of it) once the step time is known
+    eval_every = args.eval_every or (None if budget else per_epoch) or (None if total_steps is None else max(1, total_steps // 10))
     val_loader = DataLoader(val_set, batch_size=args.batch_size * 2, num_workers=args.workers,
                             sampler=EpochSampler(len(val_set), 0, rt.rank, rt.world, shuffle=False))
     parts = list(parts_of(raw, form))
 
     def save_checkpoint(done=False):
+        nonlocal last_ckpt
+        last_ckpt = clock()
         if rt.main:
             write_atomic(ckpt_path, lambda tmp: torch.save({
                 "model": raw.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "position": position,
@@ -420,11 +489,15 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
                     "data": data_note, "steps": step, "batch_size": args.batch_size * rt.world,
                     "val_string_accuracy": shown["string_accuracy"], "val_char_accuracy": shown["char_accuracy"],
                     "val_count": entry["count"], "init": args.init, "trained": form,
+                    "case_insensitive": args.case_insensitive,
                     "precision": "bf16" if rt.bf16 else "fp32"})
         metrics["forms"][form] = {"best": best, "history": history, "total_steps": total_steps}
         if rt.main:
             write_atomic(out / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2, ensure_ascii=False)))
-        save_checkpoint(done=step == total_steps)
+        # a budgeted run checkpoints by time, not at every validation (a ResNet-50 with its optimiser
+        # state is ~300 MB: seconds a save on a CPU)
+        if budget is None or step == total_steps or clock() - last_ckpt > args.checkpoint_minutes * 60:
+            save_checkpoint(done=step == total_steps)
 
     rt.print(f"{form}: {args.arch}, {spec.describe()}, "
              f"{f'{total_steps} steps' if total_steps else f'steps to fit {minutes:g} minutes'} of {args.batch_size}"
@@ -469,14 +542,11 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
                 bar.total = total_steps
                 rt.print(f"{form}: {step_seconds:.3f} s a step, {eval_seconds:.1f} s a validation: "
                          f"{total_steps} steps fit {minutes:g} minutes")
-                last_ckpt = clock()
             continue
         if step % eval_every == 0 or step >= total_steps:
             validate()
-            last_ckpt = clock()
         elif clock() - last_ckpt > args.checkpoint_minutes * 60:
             save_checkpoint()
-            last_ckpt = clock()
         if step >= total_steps:
             break
     bar.close()
@@ -502,8 +572,9 @@ def write_atomic(path: Path, write):
 def main(argv=None) -> int:
     args = parse_args(argv)
     rt = Runtime(args)
-    spec = CaptchaSpec(args.alphabet, args.length, args.height, args.width, crop=args.crop)
-    batches, val_set, data_note = make_data(args, spec, rt)
+    folders = read_folders(args, rt)
+    spec, args.init = settings.choose(args, folders, rt.print)
+    batches, val_set, data_note = make_data(args, spec, rt, folders)
     rt.print(f"data: {data_note}")
     stages = {"both": ["one_go", "sequential"], "joint": ["joint"]}.get(args.form) or [form_name(args.form)]
     metrics_path = args.out / "metrics.json"

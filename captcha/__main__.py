@@ -35,21 +35,31 @@ def cmd_evaluate(args) -> int:
     from .data import scan_folder
     from .evaluate import evaluate
     rec = _recognizer(args)
-    spec = CaptchaSpec(args.alphabet or rec.spec.alphabet, args.length or rec.spec.length)
+    spec = CaptchaSpec(args.alphabet or rec.spec.alphabet, args.length or str(rec.spec.lengths))
     rec.check_alphabet(spec)
-    samples = scan_folder(args.folder, spec, skip_invalid=args.skip_invalid, warn=lambda m: print(m, file=sys.stderr))
+    fold = args.case_insensitive or any(i.summary.get("case_insensitive") for i in rec.infos.values())
+    samples = scan_folder(args.folder, spec, skip_invalid=args.skip_invalid, warn=lambda m: print(m, file=sys.stderr),
+                          labels=args.labels, pattern=args.label_pattern, fold_case=fold)
     if args.limit:
         samples = samples[: args.limit]
-    results = evaluate(rec, samples, batch_size=args.batch_size)
+    results = evaluate(rec, samples, batch_size=args.batch_size, fold_case=fold)
     if args.json:
         Path(args.json).write_text(json.dumps({"folder": str(args.folder), "weights": str(args.weights), **results},
-                                              indent=2, ensure_ascii=False))
-    print(f"{len(samples)} images from {args.folder}, weights {args.weights}\n")
-    print(f"| form | full-string | per-character | case-insensitive | errors |")
-    print(f"|---|---|---|---|---|")
+                                              indent=2, ensure_ascii=False, default=str))
+    print(f"{len(samples)} images from {args.folder}, weights {args.weights}"
+          f"{' (labels and readings compared in lower case)' if fold else ''}\n")
+    print("| form | full-string | character error rate | per-character | case-insensitive | errors |")
+    print("|---|---|---|---|---|---|")
     for form, r in results.items():
-        print(f"| {form} | {r['string_accuracy']:.2%} | {r['char_accuracy']:.2%} | "
+        print(f"| {form} | {r['string_accuracy']:.2%} | {r['cer']:.2%} | {r['char_accuracy']:.2%} | "
               f"{r['case_insensitive_accuracy']:.2%} | {len(r['errors'])} |")
+    if spec.variable or any(len(r["by_length"]) > 1 for r in results.values()):
+        lengths = sorted({n for r in results.values() for n in r["by_length"]})
+        print(f"\nfull-string by label length\n\n| form | " + " | ".join(f"{n} ({next(iter(results.values()))['by_length'][n]['count']})"
+                                                                     for n in lengths) + " |")
+        print("|---|" + "---|" * len(lengths))
+        for form, r in results.items():
+            print(f"| {form} | " + " | ".join(f"{r['by_length'][n]['string_accuracy']:.2%}" for n in lengths) + " |")
     for form, r in results.items():
         pairs = ", ".join(f"{c['truth']}->{c['read']} ({c['count']})" for c in r["confusions"][: args.top])
         print(f"\n{form} most frequent confusions (truth->read): {pairs or 'none'}")
@@ -126,6 +136,16 @@ def cmd_push(args) -> int:
     return 0
 
 
+def length_option(value: str) -> str:
+    """argparse type of --length: N or MIN-MAX, checked, kept as written."""
+    from .spec import parse_length
+    try:
+        parse_length(value)
+    except CaptchaError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m captcha", description="Read, grade, generate and clean text CAPTCHAs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -139,15 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--threads", type=int, help="torch CPU threads")
 
     def spec_options(q, required=True):
-        q.add_argument("--alphabet", default=DEFAULT_ALPHABET if required else None)
-        q.add_argument("--length", type=int, default=DEFAULT_LENGTH if required else None)
+        q.add_argument("--alphabet", default=DEFAULT_ALPHABET if required else None,
+                       help="characters a CAPTCHA may contain" + ("" if required else " (default: the weights')"))
+        q.add_argument("--length", type=length_option, default=str(DEFAULT_LENGTH) if required else None,
+                       help="characters per CAPTCHA: N or a range MIN-MAX, e.g. 4-8" + ("" if required else
+                                                                                         " (default: the weights')"))
+
+    def label_options(q):
+        q.add_argument("--labels", type=Path, help="a labels file (file,label lines), if not labels.csv/.tsv/.txt in the folder")
+        q.add_argument("--label-pattern", metavar="REGEX", help="label = the regex's group 'label' (or first group) "
+                       "of each file name without its extension")
+        q.add_argument("--case-insensitive", action="store_true", help="compare labels and readings in lower case")
 
     q = sub.add_parser("predict", help="read images; one JSON line per file")
     q.add_argument("files", nargs="+")
     model_options(q)
     q.set_defaults(func=cmd_predict)
 
-    q = sub.add_parser("evaluate", help="accuracy of both forms on a folder named by answers")
+    q = sub.add_parser("evaluate", help="accuracy of both forms on labelled images (names or a labels file)")
     q.add_argument("folder", type=Path)
     model_options(q)
     spec_options(q, required=False)
@@ -156,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--top", type=int, default=10, help="confusions to list")
     q.add_argument("--skip-invalid", action="store_true")
+    label_options(q)
     q.set_defaults(func=cmd_evaluate)
 
     q = sub.add_parser("synth", help="write generated CAPTCHAs named by their answers")

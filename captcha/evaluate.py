@@ -1,39 +1,82 @@
-"""Accuracy of a Recognizer on a labelled folder: full-string, per-character, case-insensitive, confusions."""
+"""Accuracy of a Recognizer on labelled images: full-string, character error rate, per-character,
+case-insensitive, per length, and the most frequent confusions.
+
+Readings and labels may differ in length (a length range, or two forms reading one image
+differently), so characters are compared through an edit-distance alignment: the character error
+rate is (substitutions + insertions + deletions) / label characters, and confusions are the
+substitutions of that alignment.
+"""
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 from .data import Sample
 from .recognizer import Recognizer
 
 
-def evaluate(recognizer: Recognizer, samples: list[Sample], batch_size: int = 32, progress=None) -> dict:
-    """{form: {string_accuracy, char_accuracy, case_insensitive_accuracy, confusions, errors}}."""
-    stats = {form: {"strings": 0, "chars": 0, "nocase": 0, "confusions": Counter(), "errors": []}
+def align(truth: str, read: str) -> list[tuple[str | None, str | None]]:
+    """A minimal edit-distance alignment: (truth char or None, read char or None) pairs."""
+    n, m = len(truth), len(read)
+    cost = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        cost[i][0] = i
+    for j in range(m + 1):
+        cost[0][j] = j
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i][j] = min(cost[i - 1][j - 1] + (truth[i - 1] != read[j - 1]), cost[i - 1][j] + 1, cost[i][j - 1] + 1)
+    pairs, i, j = [], n, m
+    while i or j:
+        if i and j and cost[i][j] == cost[i - 1][j - 1] + (truth[i - 1] != read[j - 1]):
+            pairs.append((truth[i - 1], read[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and cost[i][j] == cost[i - 1][j] + 1:
+            pairs.append((truth[i - 1], None))
+            i -= 1
+        else:
+            pairs.append((None, read[j - 1]))
+            j -= 1
+    return pairs[::-1]
+
+
+def evaluate(recognizer: Recognizer, samples: list[Sample], batch_size: int = 32, progress=None,
+             fold_case: bool = False) -> dict:
+    """{form: {count, string_accuracy, cer, char_accuracy, case_insensitive_accuracy, by_length,
+    confusions, errors}}. `fold_case` compares in lower case (labels read case-insensitively)."""
+    stats = {form: {"strings": 0, "nocase": 0, "edits": 0, "same": 0, "confusions": Counter(), "errors": [],
+                    "by_length": defaultdict(lambda: [0, 0])}
              for form in recognizer.models}
+    label_chars = 0
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         for sample, prediction in zip(chunk, recognizer.predict_batch([s.path for s in chunk], batch_size)):
+            label = sample.label.lower() if fold_case else sample.label
+            label_chars += len(label)
             for form, reading in prediction.readings().items():
-                s = stats[form]
-                s["strings"] += reading.text == sample.label
-                s["nocase"] += reading.text.lower() == sample.label.lower()
-                for truth, read in zip(sample.label, reading.text):
-                    s["chars"] += truth == read
-                    if truth != read:
+                s, text = stats[form], (reading.text.lower() if fold_case else reading.text)
+                right = text == label
+                s["strings"] += right
+                s["nocase"] += text.lower() == label.lower()
+                s["by_length"][len(label)][0] += 1
+                s["by_length"][len(label)][1] += right
+                for truth, read in align(label, text):
+                    s["edits"] += truth != read
+                    s["same"] += truth == read
+                    if truth is not None and read is not None and truth != read:
                         s["confusions"][(truth, read)] += 1
-                if reading.text != sample.label:
-                    s["errors"].append({"file": sample.path.name, "label": sample.label, "read": reading.text,
+                if not right:
+                    s["errors"].append({"file": str(sample.path), "label": label, "read": text,
                                         "confidence": round(reading.confidence, 4)})
         if progress:
             progress(len(chunk))
-    n = len(samples)
-    length = len(samples[0].label) if samples else 1
+    n, chars = max(len(samples), 1), max(label_chars, 1)
     return {form: {
-        "count": n,
+        "count": len(samples),
         "string_accuracy": s["strings"] / n,
-        "char_accuracy": s["chars"] / (n * length),
+        "cer": s["edits"] / chars,
+        "char_accuracy": s["same"] / chars,
         "case_insensitive_accuracy": s["nocase"] / n,
+        "by_length": {length: {"count": c, "string_accuracy": r / c} for length, (c, r) in sorted(s["by_length"].items())},
         "confusions": [{"truth": t, "read": r, "count": c} for (t, r), c in s["confusions"].most_common(20)],
         "errors": s["errors"],
     } for form, s in stats.items()}

@@ -4,7 +4,9 @@
   feature map is flattened, not averaged away) emits `length x alphabet` logits at once.
 - `Sequential`: its own trunk; the feature map is divided into one soft region per character
   position (a learned attention map, started as vertical strips), and `length` separate
-  classifiers each read their own region. The maps say where each position looked.
+  classifiers each read their own region. The maps say where each position looked. When the
+  length varies, equal strips no longer fit, so each position looks one step to the right of
+  where the previous one looked (`chain`).
 - `Joint`: the two heads on one shared trunk, for training both forms in one pass (half the
   compute on a CPU); it splits into an ordinary `OneGo` and `Sequential` for saving.
 
@@ -114,20 +116,48 @@ def strip_prior(length: int, h: int, w: int, strength: float = 4.0) -> torch.Ten
     return (-strength * distance ** 2)[:, None, :].expand(length, h, w).clone()
 
 
+def step_prior(w: int, slots: float, spread: float = 0.5) -> torch.Tensor:
+    """[2w - 1] log-weights of moving d = -(w-1)..(w-1) columns from the previous position's
+    column: a bump one character slot (w / slots columns) to the right."""
+    d = torch.arange(-(w - 1), w, dtype=torch.float32)
+    slot = w / slots
+    return -0.5 * ((d - slot) / max(spread * slot, 0.5)) ** 2
+
+
 class Sequential(nn.Module):
-    """One region and one classifier per character position, read one after another."""
+    """One region and one classifier per character position, read one after another.
+
+    attention "strips": position k's map is content (`attend`) plus a learned prior over the map,
+    started as the k-th of `length` equal vertical strips; right when every CAPTCHA has `length`
+    characters. "chain" (the default when the length varies): position 0 has such a prior, and
+    each later position adds where the previous one looked, moved by a learned step
+    (`step_bias`, log-weights per column offset, started one average character to the right),
+    so the positions follow the text whatever its length, and END is read past its end.
+    """
 
     def __init__(self, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
-                 dropout: float = 0.2, output_stride: int = 16):
+                 dropout: float = 0.2, output_stride: int = 16, attention: str | None = None):
         super().__init__()
         self.spec = spec
+        self.attention = attention or ("chain" if spec.variable else "strips")
+        if self.attention not in ("strips", "chain"):
+            raise ValueError(f"unknown attention {attention!r}; strips or chain")
         self.config = dict(dropout=dropout, output_stride=output_stride)
+        if attention or spec.variable:
+            self.config["attention"] = self.attention
         # A finer map (stride 16) gives each of the characters more than one column to own.
         self.trunk = create_trunk(arch, pretrained, output_stride=output_stride)
         channels, h, w = feature_shape(self.trunk, spec)
         self.grid = (h, w)
         self.attend = nn.Conv2d(channels, spec.length, 1)
-        self.position_bias = nn.Parameter(strip_prior(spec.length, h, w))
+        if self.attention == "strips":
+            self.position_bias = nn.Parameter(strip_prior(spec.length, h, w))
+        else:
+            slots = (spec.min_length + spec.length) / 2  # a typical CAPTCHA's characters
+            bias = torch.zeros(spec.length, h, w)
+            bias[0] = strip_prior(round(slots), h, w)[0]
+            self.position_bias = nn.Parameter(bias)
+            self.step_bias = nn.Parameter(step_prior(w, slots))
         self.classifiers = nn.ModuleList(
             nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, spec.num_classes))
             for _ in range(spec.length)
@@ -137,6 +167,10 @@ class Sequential(nn.Module):
         """Load weights made for another input size: the learned position maps are resampled."""
         state = dict(state)
         state["position_bias"] = resize_grid(state["position_bias"], self.grid)
+        if "step_bias" in state:  # offsets of the old map's columns, stretched to this map's
+            old = state["step_bias"]
+            state["step_bias"] = F.interpolate(old.float()[None, None], size=2 * self.grid[1] - 1, mode="linear",
+                                               align_corners=True)[0, 0].to(old.dtype)
         self.load_state_dict(state)
 
     def forward_with_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,10 +181,28 @@ class Sequential(nn.Module):
         """Trunk features [B, C, h, w] -> (logits, maps), as forward_with_maps."""
         b, c, h, w = features.shape
         scores = self.attend(features) + self.position_bias.to(features.dtype)
-        maps = scores.flatten(2).float().softmax(-1).to(features.dtype)   # [B, L, h*w]
+        if self.attention == "strips":
+            maps = scores.flatten(2).float().softmax(-1).to(features.dtype)   # [B, L, h*w]
+        else:
+            maps = self._chain(scores.float()).flatten(2).to(features.dtype)
         regions = torch.einsum("blp,bcp->blc", maps, features.flatten(2))  # [B, L, C]
         logits = torch.stack([clf(regions[:, k]) for k, clf in enumerate(self.classifiers)], 1)
         return logits, maps.view(b, -1, h, w)
+
+    def _chain(self, scores: torch.Tensor) -> torch.Tensor:
+        """[B, L, h, w] scores -> maps, each position's scores plus the log of where the
+        previous map's column mass lands after one learned step."""
+        b, length, h, w = scores.shape
+        step = self.step_bias.float().log_softmax(0).exp()  # [2w-1]: P(move d columns)
+        # moves[i, j] = P(column j | previous column i) = step[j - i + w - 1]
+        offsets = torch.arange(w, device=scores.device)
+        moves = step[offsets[None, :] - offsets[:, None] + w - 1]
+        maps = [scores[:, 0].flatten(1).softmax(-1).view(b, h, w)]
+        for k in range(1, length):
+            columns = maps[-1].sum(1) @ moves  # [B, w]
+            prior = columns.clamp_min(1e-6).log()[:, None, :]
+            maps.append((scores[:, k] + prior).flatten(1).softmax(-1).view(b, h, w))
+        return torch.stack(maps, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_maps(x)[0]
@@ -164,13 +216,16 @@ class Joint(nn.Module):
     """
 
     def __init__(self, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
-                 output_stride: int = 16, one_go_channels: int = 128, dropout: float = 0.2):
+                 output_stride: int = 16, one_go_channels: int = 128, dropout: float = 0.2,
+                 attention: str | None = None):
         super().__init__()
         self.spec = spec
         self.config = dict(output_stride=output_stride, one_go_channels=one_go_channels, dropout=dropout)
+        if attention:
+            self.config["attention"] = attention
         self.one_go = OneGo(spec, arch, pretrained, head_channels=one_go_channels, dropout=dropout,
                             output_stride=output_stride)
-        self.sequential = Sequential(spec, arch, dropout=dropout, output_stride=output_stride)
+        self.sequential = Sequential(spec, arch, dropout=dropout, output_stride=output_stride, attention=attention)
         self.sequential.trunk = self.one_go.trunk
 
     @property

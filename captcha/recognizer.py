@@ -235,14 +235,18 @@ class Recognizer:
 
     @staticmethod
     def _readings(spec: CaptchaSpec, logits: torch.Tensor, maps) -> list[Reading]:
+        """Logits -> readings. With a length range a reading is the text before the first END, and
+        its confidence also counts that END (the probability that the text stops there)."""
         probs = logits.float().softmax(-1)
         conf, idx = probs.max(-1)
         readings = []
         for b in range(len(logits)):
-            chars = [CharReading(spec.alphabet[int(i)], float(c)) for i, c in zip(idx[b], conf[b])]
+            used = spec.read_length(idx[b]) if spec.variable else len(idx[b])
+            chars = [CharReading(spec.alphabet[int(i)], float(c))
+                     for i, c in zip(idx[b][:used], conf[b][:used]) if int(i) != spec.end]
             readings.append(Reading(text="".join(c.char for c in chars),
-                                    confidence=float(conf[b].prod()),
+                                    confidence=float(conf[b][:used].prod()),
                                     chars=chars,
-                                    maps=None if maps is None else maps[b],
+                                    maps=None if maps is None else maps[b][:max(len(chars), 1)],
                                     box=spec.crop))
         return readings

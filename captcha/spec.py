@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -50,9 +51,37 @@ def _on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     return _TABLE.to(device), _CHANNEL.to(device)
 
 
+def parse_length(value) -> tuple[int, int]:
+    """5, "5" or "4-8" -> (shortest, longest): the one spelling of a length range, in the CLI,
+    the spec JSON, the weights metadata and the API."""
+    if isinstance(value, bool):
+        raise SpecError(f"the CAPTCHA length must be N or MIN-MAX (e.g. 5 or 4-8), got {value!r}")
+    if isinstance(value, int):
+        return value, value
+    match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(value))
+    if not match:
+        raise SpecError(f"the CAPTCHA length must be N or MIN-MAX (e.g. 5 or 4-8), got {value!r}")
+    low = int(match[1])
+    high = int(match[2]) if match[2] else low
+    if low > high:
+        raise SpecError(f"the length range {value!r} ends before it starts; write MIN-MAX, e.g. 4-8")
+    return low, high
+
+
+def format_length(low: int, high: int) -> int | str:
+    """(5, 5) -> 5, (4, 8) -> "4-8": parse_length's inverse."""
+    return low if low == high else f"{low}-{high}"
+
+
 @dataclass(frozen=True)
 class CaptchaSpec:
-    """Alphabet, length and model input size; stored inside every weights file."""
+    """Alphabet, length and model input size; stored inside every weights file.
+
+    `length` is the most characters a CAPTCHA has, which is the number of positions both forms
+    read. Give it as "4-8" (or set `min_length`) for CAPTCHAs of varying length: the models then
+    read one more class, END, at the positions after the last character, and a reading is the
+    text before its first END. A fixed length has no END class (the shipped weights' layout).
+    """
 
     alphabet: str = DEFAULT_ALPHABET
     length: int = DEFAULT_LENGTH
@@ -61,8 +90,15 @@ class CaptchaSpec:
     # The part of the image the model reads, as fractions (left, top, right, bottom). The
     # Large Captcha Dataset centres its text vertically, so its models can skip empty rows.
     crop: tuple = (0.0, 0.0, 1.0, 1.0)
+    min_length: int | None = None  # None: every CAPTCHA has `length` characters
 
     def __post_init__(self):
+        low, high = parse_length(self.length)
+        if isinstance(self.length, str) and self.min_length is None:
+            object.__setattr__(self, "min_length", low)
+        elif self.min_length is None:
+            object.__setattr__(self, "min_length", high)
+        object.__setattr__(self, "length", high)
         if not isinstance(self.alphabet, str) or not self.alphabet:
             raise SpecError("the alphabet must be a non-empty string of characters")
         seen, dupes = set(), []
@@ -74,8 +110,9 @@ class CaptchaSpec:
             raise SpecError(f"the alphabet has duplicate characters: {''.join(dupes)!r}; list each character once")
         if any(ch.isspace() for ch in self.alphabet):
             raise SpecError("the alphabet may not contain whitespace")
-        if not isinstance(self.length, int) or self.length < 1:
-            raise SpecError(f"the CAPTCHA length must be an integer >= 1, got {self.length!r}")
+        if not isinstance(self.min_length, int) or not 1 <= self.min_length <= self.length:
+            raise SpecError(f"the CAPTCHA length must be N or MIN-MAX with 1 <= MIN <= MAX, "
+                            f"got {format_length(self.min_length, self.length)!r}")
         crop = tuple(float(v) for v in self.crop) if len(self.crop) == 4 else None
         if crop is None or not (0 <= crop[0] < crop[2] <= 1 and 0 <= crop[1] < crop[3] <= 1):
             raise SpecError(f"crop must be fractions (left, top, right, bottom) with left < right and "
@@ -88,13 +125,32 @@ class CaptchaSpec:
 
     # --- labels -----------------------------------------------------------------------
     @property
+    def variable(self) -> bool:
+        """True when CAPTCHAs vary in length, so the models also read END."""
+        return self.min_length != self.length
+
+    @property
+    def lengths(self) -> int | str:
+        """The length as written everywhere: 5 or "4-8"."""
+        return format_length(self.min_length, self.length)
+
+    @property
     def num_classes(self) -> int:
-        return len(self.alphabet)
+        """Classes per position: the alphabet, and END when the length varies."""
+        return len(self.alphabet) + self.variable
+
+    @property
+    def end(self) -> int | None:
+        """The END class index (after the alphabet), or None for a fixed length."""
+        return len(self.alphabet) if self.variable else None
 
     def label_problem(self, label: str) -> str | None:
         """Why `label` is not a valid answer for this spec, or None if it is."""
-        if len(label) != self.length:
-            return f"has {len(label)} characters, expected {self.length}"
+        if not label:
+            return "is empty"
+        if not self.min_length <= len(label) <= self.length:
+            expected = self.length if not self.variable else f"{self.min_length} to {self.length}"
+            return f"has {len(label)} characters, expected {expected}"
         bad = sorted({ch for ch in label if ch not in self.alphabet})
         if bad:
             return f"has characters outside the alphabet: {''.join(bad)!r}"
@@ -104,20 +160,34 @@ class CaptchaSpec:
         problem = self.label_problem(label)
         if problem:
             raise LabelError(f"label {label!r} {problem}")
-        return [self.alphabet.index(ch) for ch in label]
+        return [self.alphabet.index(ch) for ch in label] + [self.end] * (self.length - len(label))
 
     def decode(self, indices) -> str:
-        return "".join(self.alphabet[int(i)] for i in indices)
+        """Class indices, one per position -> the text before the first END."""
+        text = []
+        for i in indices:
+            if int(i) == self.end:
+                break
+            text.append(self.alphabet[int(i)])
+        return "".join(text)
+
+    def read_length(self, indices) -> int:
+        """How many positions a reading's text and its first END take (all of them without END)."""
+        indices = [int(i) for i in indices]
+        return indices.index(self.end) + 1 if self.end in indices else len(indices)
 
     # --- serialisation ----------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+        data = asdict(self)
+        data["length"] = self.lengths
+        del data["min_length"]
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "CaptchaSpec":
         try:
             data = json.loads(text)
-            return cls(alphabet=data["alphabet"], length=int(data["length"]),
+            return cls(alphabet=data["alphabet"], length=str(data["length"]),
                        height=int(data["height"]), width=int(data["width"]),
                        crop=tuple(data.get("crop", (0.0, 0.0, 1.0, 1.0))))
         except (ValueError, KeyError, TypeError) as e:
@@ -125,7 +195,7 @@ class CaptchaSpec:
 
     def describe(self) -> str:
         crop = "" if self.crop == (0.0, 0.0, 1.0, 1.0) else f" (reading box {self.crop})"
-        return f"{self.length} characters of {self.alphabet!r}, input {self.height}x{self.width} (HxW){crop}"
+        return f"{self.lengths} characters of {self.alphabet!r}, input {self.height}x{self.width} (HxW){crop}"
 
     # --- model input --------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> torch.Tensor:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .spec import DEFAULT_ALPHABET
+from .spec import DEFAULT_ALPHABET, parse_length
 
 DEFAULT_FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/usr/share/fonts/TTF")
 DEFAULT_FONT_NAMES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf")
@@ -119,11 +119,14 @@ def generate(text: str, seed: int | str = 0, width: int = 256, height: int = 256
     return canvas.filter(ImageFilter.SMOOTH)
 
 
-def random_text(rng: random.Random, alphabet: str = DEFAULT_ALPHABET, length: int = 5) -> str:
-    return "".join(rng.choice(alphabet) for _ in range(length))
+def random_text(rng: random.Random, alphabet: str = DEFAULT_ALPHABET, length=5) -> str:
+    """`length` characters of `alphabet`; a range (4-8, "4-8" or (4, 8)) draws the length first."""
+    low, high = tuple(length) if isinstance(length, (tuple, list)) else parse_length(length)
+    n = low if low == high else rng.randint(low, high)
+    return "".join(rng.choice(alphabet) for _ in range(n))
 
 
-def sample(index: int, seed: int, alphabet: str, length: int, width: int = 256, height: int = 256,
+def sample(index: int, seed: int, alphabet: str, length, width: int = 256, height: int = 256,
            fonts: list[str] | None = None) -> tuple[Image.Image, str]:
     """The `index`-th CAPTCHA of the stream named by `seed`: (image, text)."""
     rng = random.Random(f"text:{seed}:{index}")
@@ -131,7 +134,7 @@ def sample(index: int, seed: int, alphabet: str, length: int, width: int = 256, 
     return generate(text, seed=f"{seed}:{index}", width=width, height=height, fonts=fonts), text
 
 
-def write_folder(out, count: int, seed: int = 0, alphabet: str = DEFAULT_ALPHABET, length: int = 5,
+def write_folder(out, count: int, seed: int = 0, alphabet: str = DEFAULT_ALPHABET, length=5,
                  width: int = 256, height: int = 256, fonts: list[str] | None = None) -> list[Path]:
     """Write `count` CAPTCHAs named by their answers (`_2`, `_3`... for repeats) into `out`."""
     out = Path(out)

@@ -18,24 +18,40 @@ from .spec import normalize
 # pixels off. Scale stays within 3%: in the ImageCaptcha style c/C, o/O, x/X ... differ only by stroke
 # weight and fine shape (the library stretches every glyph to one box per font size).
 SCALE, TILT, SHIFT = 0.03, 0.05, 0.04  # scale +-3%, tilt +-0.05 rad (about 3 degrees), shift +-4%
+# A few hundred real images need more variety than a generator's endless stream: at strength s the
+# affine ranges are s times the above, and contrast and brightness vary by +-JITTER * (s - 1)
+# (none at strength 1, the generated-data default).
+JITTER = 0.1
 
 
-def to_input(pixels: torch.Tensor, device, augment: bool = False, generator: torch.Generator | None = None):
-    """uint8 batch [B, 3, H, W] (from spec.geometry) -> normalised model input on `device`."""
+def to_input(pixels: torch.Tensor, device, augment: float = 0.0, generator: torch.Generator | None = None):
+    """uint8 batch [B, 3, H, W] (from spec.geometry) -> normalised model input on `device`,
+    augmented at strength `augment` (0: not at all; see JITTER)."""
     x = normalize(pixels.to(device, non_blocking=True))
     if augment:
-        x = random_affine(x, generator)
+        x = random_affine(x, generator, float(augment))
+        if augment > 1:
+            x = random_tone(x, generator, JITTER * (float(augment) - 1))
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def random_affine(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Each image of a batch scaled, tilted and shifted at random (SCALE, TILT, SHIFT), edges repeated.
+def random_tone(x: torch.Tensor, generator: torch.Generator | None, amount: float) -> torch.Tensor:
+    """Each image's contrast and brightness changed by up to +-amount (in the normalised scale)."""
+    b = x.shape[0]
+    u = torch.rand(2, b, 1, 1, 1, generator=generator, device=generator.device if generator else "cpu").to(x.device) * 2 - 1
+    return x * (1 + amount * u[0]).to(x.dtype) + (2 * amount * u[1]).to(x.dtype)
+
+
+def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, strength: float = 1.0) -> torch.Tensor:
+    """Each image of a batch scaled, tilted and shifted at random (strength x SCALE, TILT, SHIFT),
+    edges repeated.
 
     Run after normalisation: bilinear sampling commutes with the per-channel affine normalisation,
     so this equals augmenting the pixels first, without a second normalisation.
     """
     b, _, h, w = x.shape
     u = torch.rand(4, b, generator=generator, device=generator.device if generator else "cpu").to(x.device) * 2 - 1
+    u = u * strength
     scale, angle = 1 + SCALE * u[0], TILT * u[1]
     tx, ty = 2 * SHIFT * u[2], 2 * SHIFT * u[3]  # affine_grid's coordinates span 2 per side
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale

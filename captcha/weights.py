@@ -23,6 +23,7 @@ from .spec import CaptchaSpec
 FORMAT = "captcha-recognizer"
 FORMAT_VERSION = "1"
 FILENAMES = {"one_go": "one_go.safetensors", "sequential": "sequential.safetensors"}
+SHIPPED = Path(__file__).resolve().parent.parent / "weights"  # the weights this checkout ships
 
 
 @dataclass
@@ -134,10 +135,10 @@ def load_weights(path, expect_form: str | None = None, expect_spec: CaptchaSpec 
 
 def check_spec(info: WeightsInfo, spec: CaptchaSpec) -> None:
     """Refuse weights made for another alphabet or length (input size may differ)."""
-    if info.spec.alphabet != spec.alphabet or info.spec.length != spec.length:
+    if info.spec.alphabet != spec.alphabet or info.spec.lengths != spec.lengths:
         raise WeightsError(
-            f"{info.path}: these weights read {info.spec.length} characters of {info.spec.alphabet!r}, "
-            f"but {spec.length} characters of {spec.alphabet!r} were asked for; "
+            f"{info.path}: these weights read {info.spec.lengths} characters of {info.spec.alphabet!r}, "
+            f"but {spec.lengths} characters of {spec.alphabet!r} were asked for; "
             f"train new weights for that alphabet and length (train.py --alphabet/--length)")
 
 

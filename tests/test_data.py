@@ -36,7 +36,7 @@ def test_invalid_names_refused_together(tmp_path):
     with pytest.raises(DatasetError) as e:
         scan_folder(tmp_path, SPEC)
     message = str(e.value)
-    assert "3 file(s)" in message and "abc!2.png" in message and "toolong1.png" in message and "ab.png" in message
+    assert "3 problem(s)" in message and "abc!2.png" in message and "toolong1.png" in message and "ab.png" in message
     assert "--skip-invalid" in message
 
 
@@ -44,11 +44,11 @@ def test_skip_invalid_warns(tmp_path):
     _write(tmp_path, ["abc12.png", "abc!2.png"])
     warnings = []
     samples = scan_folder(tmp_path, SPEC, skip_invalid=True, warn=warnings.append)
-    assert [s.label for s in samples] == ["abc12"] and "skipped 1" in warnings[0]
+    assert [s.label for s in samples] == ["abc12"] and "left out 1" in warnings[0]
 
 
 def test_empty_and_missing_folders(tmp_path):
-    with pytest.raises(DatasetError, match="no images"):
+    with pytest.raises(DatasetError, match="no labelled images"):
         scan_folder(tmp_path, SPEC)
     with pytest.raises(DatasetError, match="no such folder"):
         scan_folder(tmp_path / "missing", SPEC)

@@ -113,7 +113,7 @@ def test_bad_input_gets_one_clear_message(tmp_path, case):
         synth.generate("12x4").save(data / "12x4.png")
         expect = "12x4.png"
     elif case == "empty folder":
-        expect = "no images"
+        expect = "no labelled images"
     elif case == "missing folder":
         args[1] = str(tmp_path / "nope")
         expect = "no such folder"
@@ -123,7 +123,7 @@ def test_bad_input_gets_one_clear_message(tmp_path, case):
         expect = "neither a weights folder"
     else:
         args += ["--size", "big"]
-        expect = "--size is N or HxW"
+        expect = "--size is N, HxW"
     before = sorted(p.name for p in data.iterdir()) if data.exists() else None
     result = train(*args)
     assert result.returncode != 0
@@ -184,7 +184,7 @@ def test_validation_split_does_not_follow_the_training_seed(tmp_path):
 
     def val_labels(*extra):
         args = train_module.parse_args(["--data", str(data), "--val-fraction", "0.25", *extra])
-        _, val, _ = train_module.make_data(args, spec, Quiet())
+        _, val, _ = train_module.make_data(args, spec, Quiet(), train_module.read_folders(args, Quiet()))
         return sorted(s.label for s in val.samples)
 
     first = val_labels("--seed", "0")
@@ -219,13 +219,81 @@ def test_minutes_fit_the_schedule_to_the_time_budget(tmp_path, monkeypatch):
                        "--form", "one-go", "--minutes", "1", "--out", str(out), *TINY])
     forms = json.loads((out / "metrics.json").read_text())["forms"]["one_go"]
     steps = [h["step"] for h in forms["history"]]
-    # 8 steps (16 s) + a validation (5 s) measured; the 35 s left, less a 3% margin and the last validation,
-    # pay for 12 steps with a validation every epoch (8 steps): 20 in all, ending at 55 s of the 60
-    assert forms["total_steps"] == 20 and steps == [8, 16, 20]
-    assert 45 <= now[0] <= 60
+    # 8 steps (16 s) + a validation (5 s) measured; validations are then a tenth of the budget apart (6 s:
+    # every 3 steps), and the 39 s left, less a 3% margin and the last validation, pay for 8 more steps at
+    # 2 s + 5/3 s each: 16 in all, ending at 57 s of the 60
+    assert forms["total_steps"] == 16 and steps == [8, 9, 12, 15, 16]
+    assert now[0] == 57
     assert Recognizer.from_pretrained(out).models  # the best weights were kept
 
 
 def test_minutes_must_be_positive(tmp_path):
     result = train("--synthetic", "8", "--minutes", "0", "--out", str(tmp_path / "out"), *TINY)
     assert result.returncode == 2 and "--minutes must be more than 0" in result.stderr
+
+
+def _labelled_folder(folder, texts, labels_file=True):
+    """Generated CAPTCHAs of `texts`, listed in labels.csv (nested) or named by their answers."""
+    lines = ["file,label"]
+    for i, text in enumerate(texts):
+        path = folder / (f"imgs/{i % 3}/{i:04d}.png" if labels_file else f"{text}_{i}.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        synth.generate(text, seed=i, width=96, height=32).save(path)
+        lines.append(f"{path.relative_to(folder)},{text}")
+    if labels_file:
+        (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_data_and_out_alone_choose_every_setting(tmp_path):
+    """The user's folder alone: alphabet, length range, size and init from the data, each said with its reason."""
+    data = tmp_path / "data"
+    texts = ["ab12", "ba2", "a1b2c", "cc11", "2ab", "1c2a"] * 4
+    _labelled_folder(data, texts)
+    out = tmp_path / "out"
+    result = train("--data", str(data), "--out", str(out), "--arch", "resnet18", "--steps", "2", "--workers", "0",
+                   "--threads", "1", "--batch-size", "4", "--form", "joint")
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert "labels from" in log and "labels.csv" in log
+    assert "alphabet auto: the 5 characters of the 24 labels: 12abc" in log
+    assert "length auto: 3-5" in log and "end symbol" in log
+    assert "size auto: 64x192 (HxW), for images typically 96x32 (WxH)" in log
+    assert "init auto: scratch (no shipped weights for resnet18)" in log
+    rec = Recognizer.from_pretrained(out, engine="torch", precision="fp32")
+    assert rec.spec.alphabet == "12abc" and rec.spec.lengths == "3-5" and (rec.spec.height, rec.spec.width) == (64, 192)
+
+
+def test_case_insensitive_folds_labels_and_reads_lower_case(tmp_path):
+    data = tmp_path / "data"
+    _labelled_folder(data, ["Ab12", "aB21", "AB11", "ab22"] * 3, labels_file=False)
+    out = tmp_path / "out"
+    result = train("--data", str(data), "--out", str(out), "--case-insensitive", "--steps", "1", "--form", "one-go",
+                   *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = Recognizer.from_pretrained(out).infos["one_go"]
+    assert info.spec.alphabet == "12ab" and info.summary["case_insensitive"] is True
+
+
+@pytest.mark.parametrize("case", ["missing image", "unlabelled image", "conflicting duplicate", "empty label",
+                                  "too long"])
+def test_bad_labels_get_one_message_naming_the_files(tmp_path, case):
+    data = tmp_path / "data"
+    _labelled_folder(data, ["ab12", "ba21", "ab11", "ba22"] + (["ab12a"] if case == "too long" else []))
+    csv = data / "labels.csv"
+    extra = {"missing image": "imgs/0/gone.png,ab12", "conflicting duplicate": "imgs/0/0000.png,ba22",
+             "empty label": "imgs/1/0001.png,", "too long": None, "unlabelled image": None}[case]
+    args = ["--data", str(data), "--out", str(tmp_path / "out"), "--steps", "1", *TINY]
+    if extra:
+        csv.write_text(csv.read_text() + extra + "\n")
+    if case == "unlabelled image":
+        synth.generate("ab12").save(data / "imgs" / "stray.png")
+    if case == "too long":
+        args += ["--length", "4"]
+    expect = {"missing image": "gone.png does not exist", "unlabelled image": "stray.png: an image without a label",
+              "conflicting duplicate": "0000.png is listed twice, as 'ab12' and 'ba22'",
+              "empty label": "'imgs/1/0001.png' has an empty label",
+              "too long": "has 5 characters, expected 4"}[case]
+    before = sorted((p, p.stat().st_size) for p in data.rglob("*"))
+    result = train(*args)
+    assert result.returncode == 2 and expect in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert sorted((p, p.stat().st_size) for p in data.rglob("*")) == before
