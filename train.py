@@ -88,6 +88,9 @@ def parse_args(argv=None):
                    help="both: two models, one after the other; joint: one trunk with both heads, trained "
                         "together (one pass per image instead of two; the two files share their trunk)")
     g.add_argument("--arch", default="resnet50", help="any timm CNN (default resnet50)")
+    g.add_argument("--attention", choices=["strips", "chain"], help="how the sequential form's positions find their "
+                   "characters: equal strips (default), or each one learned step right of the previous (for length "
+                   "ranges; it measured no better, see benchmarks/own_captchas.md)")
     g.add_argument("--init", default="auto", help="auto (the shipped weights' trunk for a resnet50, else scratch), "
                    "scratch, imagenet (timm download), or a weights folder/file to fine-tune")
     g.add_argument("--epochs", type=float, help="passes over the training data (default 10)")
@@ -432,7 +435,8 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
 
     # the model: fresh, from --init, from the one-go trunk (--form both), or from the checkpoint
     torch.manual_seed(args.seed + rt.rank)
-    model = build_model(form, spec, arch=args.arch, pretrained=args.init == "imagenet")
+    heads = {"attention": args.attention} if args.attention and form in ("sequential", "joint") else {}
+    model = build_model(form, spec, arch=args.arch, pretrained=args.init == "imagenet", **heads)
     if ckpt is None and args.init not in ("scratch", "imagenet"):
         init_from(model, args.init, form, spec, args.arch, rt)
     elif ckpt is None and form == "sequential" and args.form == "both" and (out / FILENAMES["one_go"]).exists():

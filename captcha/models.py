@@ -4,9 +4,10 @@
   feature map is flattened, not averaged away) emits `length x alphabet` logits at once.
 - `Sequential`: its own trunk; the feature map is divided into one soft region per character
   position (a learned attention map, started as vertical strips), and `length` separate
-  classifiers each read their own region. The maps say where each position looked. When the
-  length varies, equal strips no longer fit, so each position looks one step to the right of
-  where the previous one looked (`chain`).
+  classifiers each read their own region. The maps say where each position looked. With a
+  length range, `attention="chain"` makes each position look one learned step to the right of
+  where the previous one looked; measured against the strips it did not read better
+  (benchmarks/own_captchas.md), so the strips stay the default.
 - `Joint`: the two heads on one shared trunk, for training both forms in one pass (half the
   compute on a CPU); it splits into an ordinary `OneGo` and `Sequential` for saving.
 
@@ -127,9 +128,9 @@ def step_prior(w: int, slots: float, spread: float = 0.5) -> torch.Tensor:
 class Sequential(nn.Module):
     """One region and one classifier per character position, read one after another.
 
-    attention "strips": position k's map is content (`attend`) plus a learned prior over the map,
-    started as the k-th of `length` equal vertical strips; right when every CAPTCHA has `length`
-    characters. "chain" (the default when the length varies): position 0 has such a prior, and
+    attention "strips" (the default): position k's map is content (`attend`) plus a learned prior
+    over the map, started as the k-th of `length` equal vertical strips. "chain", an option for
+    length ranges, where equal strips fit only the longest CAPTCHAs: position 0 has such a prior, and
     each later position adds where the previous one looked, moved by a learned step
     (`step_bias`, log-weights per column offset, started one average character to the right),
     so the positions follow the text whatever its length, and END is read past its end.
@@ -139,11 +140,11 @@ class Sequential(nn.Module):
                  dropout: float = 0.2, output_stride: int = 16, attention: str | None = None):
         super().__init__()
         self.spec = spec
-        self.attention = attention or ("chain" if spec.variable else "strips")
+        self.attention = attention or "strips"
         if self.attention not in ("strips", "chain"):
             raise ValueError(f"unknown attention {attention!r}; strips or chain")
         self.config = dict(dropout=dropout, output_stride=output_stride)
-        if attention or spec.variable:
+        if attention:
             self.config["attention"] = self.attention
         # A finer map (stride 16) gives each of the characters more than one column to own.
         self.trunk = create_trunk(arch, pretrained, output_stride=output_stride)

@@ -21,7 +21,7 @@ def attention_panels(image: Image.Image, reading: Reading, panel_height: int = P
     size = (max(1, round(image.width * scale)), panel_height)
     base = np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
     label_h = 18
-    panels = Image.new("RGB", (size[0] * len(reading.chars), panel_height + label_h), "white")
+    panels = Image.new("RGB", (size[0] * max(1, len(reading.chars)), panel_height + label_h), "white")  # "" reads no panel
     draw = ImageDraw.Draw(panels)
     # The maps cover the part of the image the model read (its spec's crop box).
     left, top, right, bottom = (round(f * n) for f, n in zip(reading.box, size + size))

@@ -58,10 +58,11 @@ def test_readings_stop_at_end_and_their_confidence_counts_it():
     assert reading.confidence == pytest.approx(p_end * float(torch.softmax(logits[0, 0], -1)[3]) ** 2, rel=1e-5)
 
 
-def test_both_forms_read_end_and_the_sequential_chain_follows_the_text():
+def test_both_forms_read_end_and_the_sequential_chain_goes_left_to_right():
     torch.manual_seed(0)
-    model = build_model("joint", RANGE, arch="resnet18")
+    model = build_model("joint", RANGE, arch="resnet18", attention="chain")
     assert model.one_go.head[-1].out_features == RANGE.length * 11
+    assert build_model("sequential", RANGE, arch="resnet18").attention == "strips"  # the default
     seq = model.sequential
     assert seq.attention == "chain" and seq.config["attention"] == "chain"
     logits, maps = seq.forward_with_maps(torch.randn(2, 3, 32, 96))
@@ -73,13 +74,13 @@ def test_both_forms_read_end_and_the_sequential_chain_follows_the_text():
 
 def test_range_weights_round_trip_and_resize(tmp_path):
     torch.manual_seed(0)
-    model = build_model("sequential", RANGE, arch="resnet18")
+    model = build_model("sequential", RANGE, arch="resnet18", attention="chain")
     path = save_weights(tmp_path / FILENAMES["sequential"], model, "sequential", "resnet18")
     info = read_info(path)
     assert info.spec == RANGE and info.config["attention"] == "chain"
     loaded, _ = load_weights(path)
     assert torch.equal(loaded.step_bias, model.step_bias.half().float())
-    wider = build_model("sequential", CaptchaSpec("0123456789", "2-4", 32, 160), arch="resnet18")
+    wider = build_model("sequential", CaptchaSpec("0123456789", "2-4", 32, 160), arch="resnet18", attention="chain")
     wider.load_resized(loaded.state_dict(), loaded.grid)
     assert wider.step_bias.shape == (2 * wider.grid[1] - 1,)
 

@@ -164,3 +164,32 @@ def test_shipped_weights_read_the_samples(monkeypatch):
     table = at.dataframe[0].value
     right = [row.file for row in table.itertuples() if Path(row.file).stem in (row.one_go, row.sequential)]
     assert len(right) >= len(names) / 2, f"read right: {right}"
+
+
+def test_forms_reading_different_lengths_share_one_table(tmp_path, monkeypatch):
+    """Weights for 2-4 characters, biased so the one-go form reads 2 and the sequential form 4."""
+    import torch
+    from captcha.models import build_model
+    from captcha.spec import CaptchaSpec
+    from captcha.weights import FILENAMES, save_weights
+
+    spec = CaptchaSpec("0123", "2-4", 32, 64)
+    torch.manual_seed(0)
+    one_go, sequential = build_model("one_go", spec, arch="resnet18"), build_model("sequential", spec, arch="resnet18")
+    with torch.no_grad():
+        bias = one_go.head[-1].bias.view(4, 5)
+        bias[:2, 1] += 50.0           # "11", then END
+        bias[2:, 4] += 50.0
+        for k, clf in enumerate(sequential.classifiers):
+            clf[-1].bias[k] += 50.0   # "0123", no END
+    for form, model in (("one_go", one_go), ("sequential", sequential)):
+        save_weights(tmp_path / FILENAMES[form], model, form, "resnet18")
+    monkeypatch.setenv("CAPTCHA_WEIGHTS", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
+    assert "2-4 characters of 4" in " ".join(m.value for m in at.sidebar.markdown)
+    at.file_uploader[0].set_value(("x.png", (ROOT / "data" / SAMPLES[0]).read_bytes(), "image/png")).run()
+    assert not at.exception and not at.error
+    assert metrics(at) == {"One-go": "11", "Sequential": "0123"}
+    table = at.table[0].value
+    assert list(table.columns) == ["#1", "#2", "#3", "#4"]
+    assert list(table.iloc[0])[2:] == ["", ""] and all(table.iloc[1])
