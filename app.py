@@ -3,6 +3,7 @@
 
     python app.py                                   # http://localhost:7860, weights from weights/
     python app.py --weights runs/x --port 8000 --max-upload-mb 5 --max-batch 64 --threads 2
+    python app.py --min-confidence 0.95   # the confidence an answer needs to be "sure" (default: the weights')
 
 Models load once at start-up. All inference runs on one worker thread: the event loop (health
 checks, the UI's own traffic) never waits on torch, and requests never fight over the cores.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import gradio as gr
 import uvicorn
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
@@ -31,7 +32,7 @@ from captcha import batch
 from captcha.errors import CaptchaError
 from captcha.images import IMAGE_EXTENSIONS
 from captcha.overlay import attention_panels
-from captcha.recognizer import Reading, Recognizer, set_threads
+from captcha.recognizer import Answer, Reading, Recognizer, set_threads
 
 ROOT = Path(__file__).resolve().parent
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file bytes
@@ -81,12 +82,12 @@ class Service:
         """From Gradio's worker threads: the same queue, waited on."""
         return self.pool.submit(fn, *args).result()
 
-    def read_one(self, name: str, source):
+    def read_one(self, name: str, source, min_confidence: float | None = None):
         image = batch.open_one(name, source, self.limits)
-        return image, self.recognizer.predict(image)
+        return image, self.recognizer.predict(image, min_confidence=min_confidence)
 
-    def read_rows(self, inputs) -> list[batch.Row]:
-        return batch.read_rows(self.recognizer, inputs, self.limits)
+    def read_rows(self, inputs, min_confidence: float | None = None) -> list[batch.Row]:
+        return batch.read_rows(self.recognizer, inputs, self.limits, min_confidence)
 
 
 # --- REST ------------------------------------------------------------------------------------
@@ -114,20 +115,28 @@ def build_api(service: Service, cors_origins=()) -> FastAPI:
         rec = service.recognizer
         return {"status": "ok", "models": rec.describe(),
                 "runtime": {"engine": rec.engine, "precision": rec.precision},
+                "sure_threshold": {"answer": rec.threshold(), **{form: rec.threshold(form) for form in rec.models}},
                 "limits": {"max_upload_mb": limits.max_upload_mb, "max_batch": limits.max_batch}}
 
+    sure_above = Query(None, ge=0, le=1, description="the confidence an answer needs to be sure "
+                                                      "(default: the threshold stored with the weights)")
+
     @app.post("/api/predict")
-    async def predict(file: UploadFile = File(..., description="a CAPTCHA image")) -> dict:
-        """Both readings of one image, with per-character confidences."""
-        _, prediction = await service.run(service.read_one, file.filename or "upload", await file.read())
+    async def predict(file: UploadFile = File(..., description="a CAPTCHA image"),
+                      min_confidence: float | None = sure_above) -> dict:
+        """The answer to submit (calibrated confidence, `sure`, and why not), and both readings of one
+        image with per-character confidences."""
+        _, prediction = await service.run(service.read_one, file.filename or "upload", await file.read(),
+                                          min_confidence)
         return prediction.to_dict()
 
     @app.post("/api/predict/batch")
-    async def predict_batch(files: list[UploadFile] = File(..., description="images and/or zips of images")) -> dict:
+    async def predict_batch(files: list[UploadFile] = File(..., description="images and/or zips of images"),
+                            min_confidence: float | None = sure_above) -> dict:
         """Many images (zips are opened): one result per image, in order; an unreadable image gets an
         `error` instead of readings and does not fail the others."""
         uploads = [(f.filename or "upload", await f.read()) for f in files]
-        return {"results": [row.to_dict() for row in await service.run(service.read_rows, uploads)]}
+        return {"results": [row.to_dict() for row in await service.run(service.read_rows, uploads, min_confidence)]}
 
     @app.post("/predict/", summary="The seed's API (kept for its users)")
     async def seed_predict(image: UploadFile = File(...)) -> dict:
@@ -154,7 +163,35 @@ CSS = """
 .reading .char b {font-family: var(--font-mono); font-size: 1.25rem}
 .reading .char small {font-size: .75rem}
 .reading .empty {color: var(--body-text-color-subdued); padding-top: 24px}
+.answer {border: 2px solid #2e9d4a; border-radius: 10px; padding: 12px 18px; margin-bottom: 10px;
+         background: var(--block-background-fill)}
+.answer.unsure {border-color: #d9822b; background: repeating-linear-gradient(135deg, transparent 0 12px,
+                rgba(217, 130, 43, .08) 12px 24px)}
+.answer.uncalibrated {border-color: var(--border-color-primary)}
+.answer h3 {margin: 0; font-size: .8rem; text-transform: uppercase; letter-spacing: .08em}
+.answer .badge {display: inline-block; margin-left: 8px; padding: 1px 8px; border-radius: 9px; color: white;
+                background: #2e9d4a; font-size: .75rem}
+.answer.unsure .badge {background: #d9822b}
+.answer.uncalibrated .badge {background: #888}
+.answer .text {font-family: var(--font-mono); font-size: 2.8rem; font-weight: 700; letter-spacing: .14em}
+.answer .doubt {color: #c0392b; text-decoration: underline wavy #d9822b}
+.answer .why {color: var(--body-text-color-subdued)}
 """
+
+
+def answer_card(answer: Answer | None) -> str:
+    """The string to submit first: green when sure; when not, striped orange with its doubtful
+    characters marked and the reason; grey when the weights carry no calibration."""
+    if answer is None:
+        return '<div class="answer uncalibrated"><h3>answer</h3><div class="why">upload an image to read it</div></div>'
+    state = "uncalibrated" if answer.sure is None else "sure" if answer.sure else "unsure"
+    badge = {"sure": "sure: submit it", "unsure": "unsure: ask for a new CAPTCHA", "uncalibrated": "not calibrated"}
+    doubtful = {d["position"] for d in answer.doubtful}
+    text = "".join(f'<span class="doubt">{html.escape(c)}</span>' if i in doubtful else html.escape(c)
+                   for i, c in enumerate(answer.text)) or "&nbsp;"
+    return (f'<div class="answer {state}"><h3>answer<span class="badge">{badge[state]}</span></h3>'
+            f'<div class="text">{text}</div><div class="why">{html.escape(answer.reason())} '
+            f'(from the {answer.form.replace("_", "-")} model)</div></div>')
 
 
 def card(form: str, title: str, reading: Reading | None, note: str = "upload an image to read it") -> str:
@@ -167,12 +204,22 @@ def card(form: str, title: str, reading: Reading | None, note: str = "upload an 
             f'<div class="confidence">confidence {reading.confidence:.1%}</div><div class="chars">{chars}</div></div>')
 
 
+def sure_note(rec: Recognizer) -> str:
+    threshold = rec.threshold()
+    if threshold is None:
+        return "these weights carry no calibration, so no answer is called sure or unsure."
+    return (f"it is *sure* at a calibrated confidence of {threshold:.1%} or more"
+            + ("" if rec.min_confidence is not None else " (the level that read 99% right on the calibration images)")
+            + "; below that, ask the site for a new CAPTCHA.")
+
+
 def build_ui(service: Service, examples: list[str]) -> gr.Blocks:
     spec = service.recognizer.spec
     scratch = tempfile.TemporaryDirectory(prefix="captcha-app-")  # the CSVs; removed when the process ends
 
     def read(path):
-        """Read one CAPTCHA: both forms' text, confidence and per-character confidences, and the time taken."""
+        """Read one CAPTCHA: the answer to submit (calibrated confidence, sure, why not), both forms' text,
+        confidence and per-character confidences, and the time taken."""
         if not path:
             return None, None
         try:
@@ -183,11 +230,13 @@ def build_ui(service: Service, examples: list[str]) -> gr.Blocks:
 
     def show(state):
         if state is None:
-            return card("one-go", "one-go", None), card("sequential", "sequential", None), "", gr.Image(visible=False)
+            return (answer_card(None), card("one-go", "one-go", None), card("sequential", "sequential", None), "",
+                    gr.Image(visible=False))
         image, p = state
         missing = "these weights have no such model"
         maps = attention_panels(image, p.sequential) if p.sequential is not None else None
-        return (card("one-go", "one-go", p.one_go, missing), card("sequential", "sequential", p.sequential, missing),
+        return (answer_card(p.answer), card("one-go", "one-go", p.one_go, missing),
+                card("sequential", "sequential", p.sequential, missing),
                 f"Read in {p.elapsed_ms:.0f} ms." + (" Below: where the sequential model looked for each "
                                                       "character (red), with what it read there." if maps else ""),
                 gr.Image(maps, visible=maps is not None))
@@ -207,8 +256,8 @@ def build_ui(service: Service, examples: list[str]) -> gr.Blocks:
     with gr.Blocks(title="CAPTCHA reader", analytics_enabled=False, delete_cache=(3600, 3600)) as ui:
         gr.Markdown(f"## CAPTCHA reader\nTwo models read the same image: **one-go** reads every character at "
                     f"once; **sequential** reads one position at a time and shows where it looked. "
-                    f"These weights read {html.escape(spec.describe())}. "
-                    f"REST API: [/docs](/docs).")
+                    f"These weights read {html.escape(spec.describe())}. The **answer** is the more confident "
+                    f"reading; {sure_note(service.recognizer)} REST API: [/docs](/docs).")
         with gr.Tab("Read one"):
             with gr.Row():
                 with gr.Column(scale=2, min_width=260):
@@ -218,6 +267,7 @@ def build_ui(service: Service, examples: list[str]) -> gr.Blocks:
                         gr.Examples(examples, inputs=image, label="Examples from data/ (file name = answer)",
                                     examples_per_page=10)
                 with gr.Column(scale=3):
+                    answer_box = gr.HTML(answer_card(None))
                     with gr.Row(equal_height=True):
                         one_go = gr.HTML(card("one-go", "one-go", None))
                         sequential = gr.HTML(card("sequential", "sequential", None))
@@ -228,7 +278,7 @@ def build_ui(service: Service, examples: list[str]) -> gr.Blocks:
                         answer = gr.JSON(show_label=False)
             state = gr.State()
             image.change(read, image, [answer, state], api_name="predict").then(
-                show, state, [one_go, sequential, elapsed, maps], api_visibility="private")
+                show, state, [answer_box, one_go, sequential, elapsed, maps], api_visibility="private")
         with gr.Tab("Read many"):
             files = gr.File(file_count="multiple", file_types=[*IMAGE_EXTENSIONS, ".zip"],
                             label=f"Images or zips (at most {service.limits.max_batch} images, "
@@ -268,6 +318,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"images per batch, zip members counted (default {batch.MAX_BATCH})")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="torch CPU threads for the one inference worker (default: all cores)")
+    p.add_argument("--min-confidence", type=float, metavar="P",
+                   help="confidence an answer needs to be sure (default: the threshold stored with the weights)")
     p.add_argument("--cors-origins", nargs="*", default=(), metavar="ORIGIN",
                    help="origins allowed to call the API from a browser (default: none; never with credentials)")
     return p.parse_args(argv)
@@ -277,7 +329,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     set_threads(args.threads)
     try:
-        recognizer = Recognizer.from_pretrained(args.weights)
+        recognizer = Recognizer.from_pretrained(args.weights, min_confidence=args.min_confidence)
     except CaptchaError as e:
         sys.exit(f"app.py: {e}")
     app = create_app(recognizer, args.max_upload_mb, args.max_batch, args.cors_origins)

@@ -29,7 +29,7 @@ def load(weights: str) -> Recognizer:
     return Recognizer.from_pretrained(weights)
 
 
-def sidebar() -> tuple[Recognizer | None, bool]:
+def sidebar() -> tuple[Recognizer | None, bool, float | None]:
     st.sidebar.header("Model")
     weights = st.sidebar.text_input(
         "Weights", os.environ.get("CAPTCHA_WEIGHTS", str(HERE / "weights")),
@@ -38,7 +38,7 @@ def sidebar() -> tuple[Recognizer | None, bool]:
         rec = load(weights.strip())
     except CaptchaError as e:
         st.error(f"Cannot load the weights: {e}")
-        return None, False
+        return None, False, None
     for form, info in rec.describe().items():
         spec = info["spec"]
         st.sidebar.markdown(f"**{FORM_NAMES[form]}**: {info['arch']}, {spec['length']} characters of "
@@ -46,7 +46,16 @@ def sidebar() -> tuple[Recognizer | None, bool]:
     attention = "sequential" in rec.models and st.sidebar.checkbox(
         "Show where the sequential form looked", key="attention",
         help="One panel per character position, where it looked in red.")
-    return rec, attention
+    stored = rec.threshold()
+    minimum = st.sidebar.slider(
+        "Sure at confidence of at least", 0.0, 1.0, stored if stored is not None else 0.9, 0.005, format="%.3f",
+        key="min_confidence", disabled=stored is None and not st.session_state.get("override"),
+        help="The calibrated confidence an answer needs to be called sure. Default: the level that read 99% "
+             "right on the images these weights were calibrated on.")
+    if stored is None:
+        st.sidebar.caption("These weights carry no calibration (python -m captcha calibrate).")
+        minimum = minimum if st.sidebar.checkbox("Use this threshold anyway", key="override") else None
+    return rec, attention, (None if minimum == stored else minimum)
 
 
 def inputs() -> list[tuple[str, object]]:
@@ -60,14 +69,27 @@ def inputs() -> list[tuple[str, object]]:
     return [(f.name, f.getvalue()) for f in uploads or []] + [(name, HERE / "data" / name) for name in chosen]
 
 
+def show_answer(answer) -> None:
+    """The string to submit, first: sure, unsure (and why), or uncalibrated."""
+    text = f"**Answer: `{answer.text or ' '}`** · {answer.confidence:.1%}"
+    if answer.sure:
+        st.success(f"{text} · sure: submit it", icon="✅")
+    elif answer.sure is False:
+        st.warning(f"{text} · **unsure**: ask for a new CAPTCHA. {answer.reason().capitalize()}.", icon="⚠️")
+    else:
+        st.info(f"{text} · {answer.reason()}", icon="ℹ️")
+
+
 def show(name: str, image, pred, attention: bool) -> None:
-    """One image: the picture, both readings with confidences, per-character confidences, the time."""
+    """One image: the picture, the answer, both readings with confidences, per-character confidences, the time."""
     st.subheader(name, divider="gray")
     left, right = st.columns([1, 3], vertical_alignment="center")
     left.image(image, width=160)
     with right:
+        show_answer(pred.answer)
         for col, (form, r) in zip(st.columns(2), pred.readings().items()):
-            col.metric(f"{FORM_NAMES[form]} · {r.confidence:.1%} sure", r.text)
+            col.metric(f"{FORM_NAMES[form]} · {r.confidence:.1%} confident"
+                       + {True: " · sure", False: " · unsure", None: ""}[r.sure], r.text)
         chars = {FORM_NAMES[form]: [f"{c.char}  {c.confidence:.0%}" for c in r.chars]
                  for form, r in pred.readings().items()}
         # the forms may read different lengths: shorter rows end in blanks
@@ -82,13 +104,13 @@ st.set_page_config(page_title="CAPTCHA reader", page_icon="🔤", layout="wide")
 st.title("CAPTCHA reader")
 st.caption("Two readings of every image: **one-go** reads all characters at once, "
            "**sequential** one position at a time, looking at a different part of the image each time.")
-rec, attention = sidebar()
+rec, attention, min_confidence = sidebar()
 items = inputs() if rec else []
 if rec and not items:
     st.info("Upload one or several CAPTCHAs, or pick samples above.")
 
 try:
-    rows = batch.read_rows(rec, items) if items else []
+    rows = batch.read_rows(rec, items, min_confidence=min_confidence) if items else []
 except batch.LimitError as e:  # too many images: the whole batch is refused
     st.error(str(e))
     rows = []
@@ -96,7 +118,7 @@ except batch.LimitError as e:  # too many images: the whole batch is refused
 if len(rows) > 1:
     table = pd.DataFrame([batch.line(r) for r in rows], columns=batch.COLUMNS)
     st.dataframe(table, hide_index=True, column_config={
-        f"{form}_confidence": st.column_config.NumberColumn(format="percent") for form in FORM_NAMES})
+        f"{form}_confidence": st.column_config.NumberColumn(format="percent") for form in [*FORM_NAMES, "answer"]})
     st.download_button("Download CSV", batch.csv_text(rows), file_name="captcha-readings.csv", mime="text/csv")
 for r in rows:
     if r.error:

@@ -9,10 +9,11 @@
 Forms: one-go; sequential; both (one-go, then sequential starting from its trunk); joint (one trunk
 with both heads, trained together: one pass per image instead of two). Writes OUT/one_go.safetensors
 and/or OUT/sequential.safetensors (the best by validation full-string accuracy), OUT/metrics.json,
-and checkpoints in OUT/checkpoints/ (--resume continues from them).
+and checkpoints in OUT/checkpoints/ (--resume continues from them). At the end, each saved form's
+confidence is calibrated on the validation images and the fit stored with its weights.
 
 The story, top to bottom: arguments; runtime (device, precision, processes); data; then for each
-stage the model (init or resume), one loop, validation and saving.
+stage the model (init or resume), one loop, validation and saving; then calibration.
 """
 from __future__ import annotations
 
@@ -30,15 +31,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Sampler, TensorDataset
 from tqdm import tqdm
 
-from captcha import training
-from captcha import settings
+from captcha import calibration, settings, training
 from captcha.data import FolderDataset, SyntheticDataset, check_labels, listing, read_samples, split_samples
 from captcha.errors import CaptchaError, DatasetError, SpecError, WeightsError
 from captcha.models import build_model, feature_shape, form_name
-from captcha.recognizer import bf16_is_fast
+from captcha.recognizer import Recognizer, bf16_is_fast
 from captcha.spec import DEFAULT_ALPHABET, DEFAULT_HEIGHT, DEFAULT_LENGTH, CaptchaSpec, parse_length
 from captcha.streams import StreamBuffer, read_all
-from captcha.weights import FILENAMES, SHIPPED, find_weights, load_weights, save_weights
+from captcha.weights import FILENAMES, SHIPPED, find_weights, load_weights, save_weights, write_calibration
 
 clock = time.monotonic  # the time budget's clock (tests replace it)
 REAL_AUGMENT = 2.0  # --augment for --data: a few hundred real images need more variety than a generator's stream
@@ -560,6 +560,26 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
     return best
 
 
+def calibrate_saved(args, spec: CaptchaSpec, val_set, rt: Runtime, forms: list[str]) -> None:
+    """Fit the saved forms' confidence calibration on the validation images and store it in their
+    metadata (captcha/calibration.py): each confidence then says how often such readings are right."""
+    rec = Recognizer.from_pretrained(args.out, forms=forms, spec=spec, precision="fp32", engine="torch")
+    loader = DataLoader(val_set, batch_size=64, num_workers=0)
+    pixels, labels = [], []
+    for x, y in loader:
+        pixels.append(x)
+        labels += [spec.decode(row.tolist()) for row in y]
+    logits = rec.logits(batches=pixels)
+    result = calibration.fit(logits, {form: spec for form in logits}, labels,
+                             source=f"{len(labels)} validation images")
+    for form, fitted in result.items():
+        write_calibration(rec.infos[form].path, fitted)
+        rt.print(f"{form}: calibrated on {fitted['count']} validation images ({fitted['errors']} misread): "
+                 f"temperature {fitted['temperature']:.3f}, full-string ECE {fitted['ece_before']:.1%} -> "
+                 f"{fitted['ece_after']:.1%}; sure at confidence >= {fitted['threshold']:.3f} "
+                 f"(answer: {fitted['answer_threshold']:.3f})")
+
+
 def rounded(result: dict) -> dict:
     return {k: rounded(v) if isinstance(v, dict) else round(v, 5) if isinstance(v, float) else v
             for k, v in result.items()}
@@ -594,6 +614,9 @@ def main(argv=None) -> int:
             saved = ["one_go", "sequential"] if form == "joint" else [form]
             rt.print(f"{form}: best val full-string {best['string_accuracy']:.2%} at step {best.get('step')} "
                      f"-> {', '.join(str(args.out / FILENAMES[part]) for part in saved)}")
+        if rt.main:
+            calibrate_saved(args, spec, val_set, rt, ["one_go", "sequential"] if args.form in ("both", "joint")
+                            else [form_name(args.form)])
     finally:
         if isinstance(batches, StreamBatches):
             batches.buffer.close()

@@ -1,4 +1,4 @@
-"""Command line: python -m captcha {predict,evaluate,synth,clean,bench,push} ... (see --help)."""
+"""Command line: python -m captcha {predict,evaluate,calibrate,synth,clean,bench,push} ... (see --help)."""
 from __future__ import annotations
 
 import argparse
@@ -10,25 +10,38 @@ from .errors import CaptchaError
 from .spec import DEFAULT_ALPHABET, DEFAULT_LENGTH, CaptchaSpec
 
 DEFAULT_WEIGHTS = str(Path(__file__).resolve().parent.parent / "weights")
+UNREADABLE, UNSURE = 1, 3  # predict's exit codes: a file could not be read; (--fail-unsure) an answer is unsure
 
 
 def _recognizer(args):
     from .recognizer import Recognizer, set_threads
     set_threads(getattr(args, "threads", None))
-    return Recognizer.from_pretrained(args.weights, precision=args.precision, engine=args.engine)
+    return Recognizer.from_pretrained(args.weights, precision=args.precision, engine=args.engine,
+                                      min_confidence=getattr(args, "min_confidence", None))
 
 
 def cmd_predict(args) -> int:
     from .errors import ImageError
     rec = _recognizer(args)
-    failed = 0
+    if args.fail_unsure and rec.threshold() is None:
+        raise CaptchaError(f"{args.weights}: these weights carry no calibration, so no answer can be called "
+                           f"unsure; give --min-confidence P, or fit one with python -m captcha calibrate")
+    failed = unsure = 0
     for file in args.files:
         try:
-            row = {"file": file, **rec.predict(file).to_dict()}
+            prediction = rec.predict(file)
         except ImageError as e:
-            row, failed = {"file": file, "error": str(e)}, failed + 1
+            print(json.dumps({"file": file, "error": str(e)}, ensure_ascii=False), flush=True)
+            failed += 1
+            continue
+        row = {"file": file, **prediction.to_dict()}
+        if prediction.answer.sure is False:
+            row = {"file": file, "unsure": True, **prediction.to_dict()}  # marked up front, for grep and eyes
+            unsure += 1
         print(json.dumps(row, ensure_ascii=False), flush=True)
-    return 1 if failed else 0
+    if unsure:
+        print(f"{unsure} of {len(args.files)} answer(s) unsure (below the confidence threshold)", file=sys.stderr)
+    return UNREADABLE if failed else UNSURE if unsure and args.fail_unsure else 0
 
 
 def cmd_evaluate(args) -> int:
@@ -42,10 +55,11 @@ def cmd_evaluate(args) -> int:
                           labels=args.labels, pattern=args.label_pattern, fold_case=fold)
     if args.limit:
         samples = samples[: args.limit]
-    results = evaluate(rec, samples, batch_size=args.batch_size, fold_case=fold)
+    results = evaluate(rec, samples, batch_size=args.batch_size, fold_case=fold, min_confidence=args.min_confidence)
     if args.json:
         Path(args.json).write_text(json.dumps({"folder": str(args.folder), "weights": str(args.weights), **results},
                                               indent=2, ensure_ascii=False, default=str))
+    agreement = results.pop("agreement", None)
     print(f"{len(samples)} images from {args.folder}, weights {args.weights}"
           f"{' (labels and readings compared in lower case)' if fold else ''}\n")
     print("| form | full-string | character error rate | per-character | case-insensitive | errors |")
@@ -63,6 +77,63 @@ def cmd_evaluate(args) -> int:
     for form, r in results.items():
         pairs = ", ".join(f"{c['truth']}->{c['read']} ({c['count']})" for c in r["confusions"][: args.top])
         print(f"\n{form} most frequent confusions (truth->read): {pairs or 'none'}")
+    print_trust(results, agreement, rec)
+    if args.plot:
+        from .plots import draw
+        print(f"\nreliability diagram and risk-coverage curve: {draw(results, args.plot, Path(args.folder).name)}")
+    return 0
+
+
+def print_trust(results: dict, agreement: dict | None, rec) -> None:
+    """How far to trust the confidences: calibration, risk-coverage, thresholds, sure, agreement."""
+    note = "" if rec.calibrated else " (these weights carry no calibration: run python -m captcha calibrate)"
+    print(f"\nconfidence (full-string: the whole reading right or not; ECE over 10 equal bins, 95% interval){note}\n")
+    shares = [row["coverage"] for row in next(iter(results.values()))["trust"]["risk_coverage"]]
+    print("| reading | ECE | mean confidence | accuracy | " + " | ".join(f"keep {c:.0%}" for c in shares)
+          + " | threshold for 99% (kept) | for 99.5% (kept) | sure: share (accuracy) |")
+    print("|---|---|---|---|" + "---|" * len(shares) + "---|---|---|")
+    for form, r in results.items():
+        t, sure = r["trust"], r["sure"]
+        cells = [f"{t['ece']:.2%} [{t['ece_interval'][0]:.2%}, {t['ece_interval'][1]:.2%}]",
+                 f"{t['mean_confidence']:.2%}", f"{t['accuracy']:.2%}",
+                 *(f"{row['accuracy']:.2%}" for row in t["risk_coverage"])]
+        for a in ("0.99", "0.995"):
+            th = t["thresholds"][a]
+            cells.append(f"{th['threshold']:.4f} ({th['coverage']:.1%})" if th else "not reached")
+        cells.append("no threshold" if sure is None else
+                     f"{sure['share']:.1%} ({'-' if sure['accuracy'] is None else format(sure['accuracy'], '.2%')})")
+        print(f"| {form} | " + " | ".join(cells) + " |")
+    if agreement:
+        a = agreement
+        fmt = lambda v: "-" if v is None else f"{v:.2%}"
+        print(f"\nthe forms agree on {a['share_agree']:.2%} of images; the answer is right {fmt(a['accuracy_agree'])} "
+              f"of the time when they agree, {fmt(a['accuracy_disagree'])} when they do not. Kept at 99.5% "
+              f"accuracy: {a['coverage_995_by_confidence']:.1%} ranking answers by confidence, "
+              f"{a['coverage_995_agreeing_first']:.1%} ranking agreeing answers first.")
+
+
+def cmd_calibrate(args) -> int:
+    from .calibration import calibrate
+    from .data import scan_folder
+    rec = _recognizer(args)
+    fold = any(i.summary.get("case_insensitive") for i in rec.infos.values())
+    samples, groups = [], []
+    for folder in args.folders:
+        samples += scan_folder(folder, rec.spec, skip_invalid=args.skip_invalid, labels=args.labels,
+                               pattern=args.label_pattern, fold_case=fold, warn=lambda m: print(m, file=sys.stderr))
+        groups += [str(folder)] * (len(samples) - len(groups))
+    if not samples:
+        raise CaptchaError(f"{' '.join(map(str, args.folders))}: no labelled images to calibrate on")
+    source = f"{len(samples)} images from {', '.join(Path(f).name for f in args.folders)}"
+    result = calibrate(rec, samples, accuracy=args.accuracy, source=source, groups=groups)
+    print(f"calibrated on {source}; written to the weights' metadata (tensors unchanged)"
+          + ("; each threshold is the strictest of the folders'" if len(args.folders) > 1 else "") + "\n")
+    print("| form | temperature | ECE before | ECE after | errors | threshold for "
+          f"{args.accuracy:.1%} | answer threshold |")
+    print("|---|---|---|---|---|---|---|")
+    for form, c in result.items():
+        print(f"| {form} | {c['temperature']:.4f} | {c['ece_before']:.2%} | {c['ece_after']:.2%} | "
+              f"{c['errors']}/{c['count']} | {c['threshold']:.4f} | {c['answer_threshold']:.4f} |")
     return 0
 
 
@@ -146,6 +217,17 @@ def length_option(value: str) -> str:
     return value
 
 
+def probability(value: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    try:
+        p = float(value)
+    except ValueError:
+        p = -1.0
+    if not 0 <= p <= 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a probability from 0 to 1 (e.g. 0.95)")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m captcha", description="Read, grade, generate and clean text CAPTCHAs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -157,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"],
                        help="what runs the trunk (auto: ONNX Runtime for fp32 when installed, PyTorch for bf16)")
         q.add_argument("--threads", type=int, help="torch CPU threads")
+
+    def confidence_option(q):
+        q.add_argument("--min-confidence", type=probability, metavar="P",
+                       help="confidence an answer needs to be sure (default: the threshold for 99%% accuracy "
+                            "stored with the weights by calibration)")
 
     def spec_options(q, required=True):
         q.add_argument("--alphabet", default=DEFAULT_ALPHABET if required else None,
@@ -171,9 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "of each file name without its extension")
         q.add_argument("--case-insensitive", action="store_true", help="compare labels and readings in lower case")
 
-    q = sub.add_parser("predict", help="read images; one JSON line per file")
+    q = sub.add_parser("predict", help="read images; one JSON line per file (\"unsure\": true marks an "
+                                        "answer below the confidence threshold)")
     q.add_argument("files", nargs="+")
     model_options(q)
+    confidence_option(q)
+    q.add_argument("--fail-unsure", action="store_true",
+                   help=f"exit {UNSURE} when any answer is unsure (exit {UNREADABLE} still means a file could not be read)")
     q.set_defaults(func=cmd_predict)
 
     q = sub.add_parser("evaluate", help="accuracy of both forms on labelled images (names or a labels file)")
@@ -185,8 +276,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--top", type=int, default=10, help="confusions to list")
     q.add_argument("--skip-invalid", action="store_true")
+    q.add_argument("--plot", metavar="FILE.png", help="draw the reliability diagram and risk-coverage curve")
+    confidence_option(q)
     label_options(q)
     q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("calibrate", help="fit the weights' confidence calibration on labelled images "
+                                         "(not used in training) and store it in their metadata")
+    q.add_argument("folders", nargs="+", type=Path)
+    model_options(q)
+    q.add_argument("--accuracy", type=probability, default=0.99,
+                   help="accuracy the stored threshold for 'sure' aims at (default 0.99)")
+    q.add_argument("--skip-invalid", action="store_true")
+    q.add_argument("--labels", type=Path, help="a labels file, if not labels.csv/.tsv/.txt in the folder")
+    q.add_argument("--label-pattern", metavar="REGEX", help="as for evaluate")
+    q.set_defaults(func=cmd_calibrate)
 
     q = sub.add_parser("synth", help="write generated CAPTCHAs named by their answers")
     q.add_argument("out", type=Path)

@@ -25,7 +25,8 @@ MB = 1 << 20
 MAX_UPLOAD_MB = 5  # per file, and per zip member: a CAPTCHA is a few kB
 MAX_BATCH = 64  # images per batch, zip members counted one by one
 ZIP_MAGIC = b"PK\x03\x04"
-COLUMNS = ["file", "one_go", "one_go_confidence", "sequential", "sequential_confidence", "elapsed_ms", "error"]
+COLUMNS = ["file", "answer", "answer_confidence", "sure", "one_go", "one_go_confidence", "sequential",
+           "sequential_confidence", "elapsed_ms", "error"]
 
 
 class LimitError(CaptchaError):
@@ -107,8 +108,9 @@ def unpack(inputs, limits: Limits = Limits()) -> list[tuple[str, bytes | Path | 
             archive.close()
 
 
-def read_rows(recognizer: Recognizer, inputs, limits: Limits = Limits()) -> list[Row]:
-    """(name, bytes or path) -> one Row per image, in order, all read in one predict_batch call."""
+def read_rows(recognizer: Recognizer, inputs, limits: Limits = Limits(), min_confidence: float | None = None) -> list[Row]:
+    """(name, bytes or path) -> one Row per image, in order, all read in one predict_batch call
+    (`min_confidence`: the threshold for `sure`, if not the weights')."""
     rows = []
     for name, entry in unpack(inputs, limits):
         try:
@@ -119,7 +121,8 @@ def read_rows(recognizer: Recognizer, inputs, limits: Limits = Limits()) -> list
             rows.append(Row(name, error=str(e)))
     good = [row for row in rows if row.image is not None]
     if good:
-        for row, prediction in zip(good, recognizer.predict_batch([row.image for row in good])):
+        for row, prediction in zip(good, recognizer.predict_batch([row.image for row in good],
+                                                                  min_confidence=min_confidence)):
             row.prediction = prediction
     return rows
 
@@ -128,6 +131,8 @@ def line(row: Row) -> list:
     """A row as a table or CSV line, in COLUMNS order; numbers rounded as in Prediction.to_dict."""
     out = row.to_dict()
     values = {"file": row.file, "elapsed_ms": out.get("elapsed_ms"), "error": row.error}
+    answer = out.get("answer") or {}
+    values.update(answer=answer.get("text", ""), answer_confidence=answer.get("confidence"), sure=answer.get("sure"))
     for form in ("one_go", "sequential"):
         reading = out.get(form) or {}
         values[form], values[f"{form}_confidence"] = reading.get("text", ""), reading.get("confidence")

@@ -1,7 +1,8 @@
 """The only code that reads or writes weight files.
 
 A weights file is a safetensors file (never pickle) whose metadata makes it self-describing:
-form, timm arch, head config, the CAPTCHA spec and a short training summary. Loading
+form, timm arch, head config, the CAPTCHA spec, a short training summary and, once fitted, the
+calibration of its confidences (captcha/calibration.py). Loading
 rebuilds the model from that metadata and checks every tensor against it, so a truncated,
 foreign or mismatched file fails with a message instead of a half-loaded model.
 """
@@ -36,13 +37,16 @@ class WeightsInfo:
     config: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
     path: Path | None = None
+    calibration: dict = field(default_factory=dict)  # {} when never fitted: temperature 1, no threshold
+
+    @property
+    def temperature(self) -> float:
+        return float(self.calibration.get("temperature", 1.0))
 
 
 def save_weights(path, model: torch.nn.Module, form: str, arch: str, summary: dict | None = None,
                  dtype: torch.dtype = torch.float16) -> Path:
     """Write `model` atomically (temp file + rename): a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {}
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu")
@@ -58,6 +62,21 @@ def save_weights(path, model: torch.nn.Module, form: str, arch: str, summary: di
         "config": json.dumps(getattr(model, "config", {}), sort_keys=True),
         "summary": json.dumps(summary or {}, sort_keys=True),
     }
+    return _write(Path(path), state, metadata)
+
+
+def write_calibration(path, calibration: dict) -> Path:
+    """Store `calibration` in an existing weights file's metadata; its tensors are written back
+    unchanged (same names, dtypes and bytes), atomically."""
+    read_info(path)  # refuse anything that is not a readable weights file first
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+    metadata["calibration"] = json.dumps(calibration, sort_keys=True)
+    return _write(Path(path), load_file(str(path)), metadata)
+
+
+def _write(path: Path, state: dict, metadata: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(state, str(tmp), metadata=metadata)
@@ -90,15 +109,19 @@ def read_info(path) -> WeightsInfo:
         raise WeightsError(f"{path}: weights format version {metadata.get('format_version')!r} "
                            f"is not supported (expected {FORMAT_VERSION}); upgrade the package")
     try:
-        return WeightsInfo(
+        info = WeightsInfo(
             form=form_name(metadata["form"]),
             arch=metadata["arch"],
             spec=CaptchaSpec.from_json(metadata["spec"]),
             config=json.loads(metadata.get("config") or "{}"),
             summary=json.loads(metadata.get("summary") or "{}"),
             path=path,
+            calibration=json.loads(metadata.get("calibration") or "{}"),
         )
-    except (KeyError, ValueError, SpecError) as e:
+        if not 0 < info.temperature < float("inf"):
+            raise ValueError(f"calibration temperature {info.temperature}")
+        return info
+    except (KeyError, ValueError, TypeError, AttributeError, SpecError) as e:
         raise WeightsError(f"{path}: its metadata is damaged ({e})") from None
 
 

@@ -51,6 +51,25 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def calibrated_weights(tiny_weights, sample_images, tmp_path_factory) -> Path:
+    """The tiny weights with a calibration in their metadata: temperature 0.25, and thresholds at
+    the median confidence over the sample images, so about half of those answers are sure."""
+    from captcha.recognizer import Recognizer
+    from captcha.weights import write_calibration
+    folder = tmp_path_factory.mktemp("calibrated_weights")
+    for name in FILENAMES.values():
+        shutil.copy(tiny_weights / name, folder / name)
+        write_calibration(folder / name, {"temperature": 0.25})
+    predictions = Recognizer.from_pretrained(folder).predict_batch(sample_images)
+    median = lambda values: sorted(values)[len(values) // 2]
+    answer = median([p.answer.confidence for p in predictions])
+    for form, name in FILENAMES.items():
+        write_calibration(folder / name, {"temperature": 0.25, "answer_threshold": answer,
+                                          "threshold": median([getattr(p, form).confidence for p in predictions])})
+    return folder
+
+
+@pytest.fixture(scope="session")
 def sample_images() -> list[Path]:
     """The shipped sample CAPTCHAs in data/ (file name = answer)."""
     return sorted(p for p in (ROOT / "data").iterdir() if p.suffix.lower() == ".png")

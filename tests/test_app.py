@@ -127,7 +127,10 @@ def test_predict_returns_both_readings(server, sample_images, recognizer):
     r = httpx.post(f"{server}/api/predict", files={"file": (sample.name, sample.read_bytes(), "image/png")}, timeout=30)
     assert r.status_code == 200, r.text
     body, expected = r.json(), recognizer.predict(sample).to_dict()
-    assert set(body) == {"one_go", "sequential", "elapsed_ms"}
+    assert set(body) == {"answer", "one_go", "sequential", "elapsed_ms"}
+    assert body["answer"] == expected["answer"] | {"confidence": pytest.approx(expected["answer"]["confidence"],
+                                                                              rel=1e-3, abs=1e-6)}
+    assert body["answer"]["sure"] is None  # these weights carry no calibration
     for form in ("one_go", "sequential"):
         assert body[form]["text"] == expected[form]["text"]
         assert body[form]["confidence"] == pytest.approx(expected[form]["confidence"], rel=1e-3, abs=1e-6)
@@ -273,13 +276,65 @@ def test_gradio_client_batch_gives_table_and_csv(server, sample_images, recogniz
     client = Client(server, verbose=False)
     request.addfinalizer(client.close)
     table, csv_path = client.predict([handle_file(str(p)) for p in samples], api_name="/predict_batch")
-    assert table["headers"][:5] == ["file", "one_go", "one_go_confidence", "sequential", "sequential_confidence"]
+    assert table["headers"][:8] == ["file", "answer", "answer_confidence", "sure",
+                                    "one_go", "one_go_confidence", "sequential", "sequential_confidence"]
     expected = recognizer.predict_batch(samples)
-    assert [(row[0], row[1], row[3]) for row in table["data"]] == [
-        (p.name, e.one_go.text, e.sequential.text) for p, e in zip(samples, expected)]
+    assert [(row[0], row[1], row[4], row[6]) for row in table["data"]] == [
+        (p.name, e.answer.text, e.one_go.text, e.sequential.text) for p, e in zip(samples, expected)]
     lines = Path(csv_path).read_text().splitlines()
-    assert lines[0].startswith("file,one_go,") and len(lines) == 1 + len(samples)
-    assert lines[1].startswith(f"{samples[0].name},{expected[0].one_go.text},")
+    assert lines[0].startswith("file,answer,answer_confidence,sure,one_go,") and len(lines) == 1 + len(samples)
+    assert lines[1].startswith(f"{samples[0].name},{expected[0].answer.text},")
+
+
+# --- the answer and sure, with calibrated weights ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def calibrated_server(calibrated_weights):
+    with serve(calibrated_weights) as url:
+        yield url
+
+
+def test_answers_carry_the_stored_threshold_and_sure(calibrated_server, calibrated_weights, sample_images):
+    rec = Recognizer.from_pretrained(calibrated_weights)
+    health = httpx.get(f"{calibrated_server}/api/health").json()
+    assert health["sure_threshold"]["answer"] == pytest.approx(rec.threshold())
+    assert health["models"]["one_go"]["calibration"]["temperature"] == 0.25
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in sample_images]
+    rows = httpx.post(f"{calibrated_server}/api/predict/batch", files=files, timeout=60).json()["results"]
+    expected = rec.predict_batch(sample_images)
+    assert [row["answer"]["sure"] for row in rows] == [e.answer.sure for e in expected]
+    assert {row["answer"]["sure"] for row in rows} == {True, False}  # the threshold splits the samples
+    for row, e in zip(rows, expected):
+        assert row["answer"]["text"] == e.answer.text and row["answer"]["reason"] == e.answer.reason()
+        assert row["one_go"]["sure"] == e.one_go.sure and row["sequential"]["sure"] == e.sequential.sure
+        if not e.answer.sure:
+            assert row["answer"]["doubtful"] and "below the" in row["answer"]["reason"]
+
+
+@pytest.mark.parametrize("level, sure", [(0, True), (1, False)])
+def test_min_confidence_per_request(calibrated_server, sample_images, level, sure):
+    sample = sample_images[0]
+    files = {"file": (sample.name, sample.read_bytes(), "image/png")}
+    body = httpx.post(f"{calibrated_server}/api/predict", params={"min_confidence": level}, files=files, timeout=30).json()
+    assert body["answer"]["sure"] is sure and body["answer"]["threshold"] == level
+    assert body["one_go"]["sure"] is sure and body["sequential"]["sure"] is sure
+
+
+def test_min_confidence_out_of_range_is_a_422(calibrated_server, sample_images):
+    sample = sample_images[0]
+    r = httpx.post(f"{calibrated_server}/api/predict", params={"min_confidence": 1.5},
+                   files={"file": (sample.name, sample.read_bytes(), "image/png")}, timeout=30)
+    assert r.status_code == 422 and "min_confidence" in r.text
+
+
+def test_gradio_client_answer_is_sure_or_not(calibrated_server, calibrated_weights, sample_images, request):
+    from gradio_client import Client, handle_file
+    client = Client(calibrated_server, verbose=False)
+    request.addfinalizer(client.close)
+    rec = Recognizer.from_pretrained(calibrated_weights)
+    for sample in sample_images[:4]:
+        result = client.predict(handle_file(str(sample)), api_name="/predict")
+        assert result["answer"]["sure"] == rec.predict(sample).answer.sure
 
 
 # --- start-up ----------------------------------------------------------------------------------

@@ -151,12 +151,13 @@ def test_rows_as_json_table_lines_and_csv(recognizer, sample_images):
     assert good.to_dict() == {"file": a.name, **good.prediction.to_dict()}
     assert bad.to_dict() == {"file": "bad.png", "error": bad.error}
     p = good.prediction.to_dict()
-    assert batch.line(good) == [a.name, p["one_go"]["text"], p["one_go"]["confidence"], p["sequential"]["text"],
+    assert batch.line(good) == [a.name, p["answer"]["text"], p["answer"]["confidence"], p["answer"]["sure"],
+                                p["one_go"]["text"], p["one_go"]["confidence"], p["sequential"]["text"],
                                 p["sequential"]["confidence"], p["elapsed_ms"], ""]
-    assert batch.line(bad) == ["bad.png", "", None, "", None, None, bad.error]
+    assert batch.line(bad) == ["bad.png", "", None, None, "", None, "", None, None, bad.error]
     lines = list(csv.reader(io.StringIO(batch.csv_text([good, bad]))))
     assert lines[0] == batch.COLUMNS
-    assert len(lines) == 3 and lines[1][:2] == [a.name, p["one_go"]["text"]] and lines[2][-1] == bad.error
+    assert len(lines) == 3 and lines[1][:2] == [a.name, p["answer"]["text"]] and lines[2][-1] == bad.error
 
 
 def test_the_batch_module_needs_no_front_end_and_no_direct_torch():

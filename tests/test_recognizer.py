@@ -33,7 +33,10 @@ def test_prediction_fields(recognizer, sample_images):
         assert reading.confidence == pytest.approx(np.prod([c.confidence for c in reading.chars]), rel=1e-5)
     assert pred.sequential.maps.shape[0] == TINY_SPEC.length and pred.one_go.maps is None
     d = pred.to_dict()
-    assert set(d) == {"one_go", "sequential", "elapsed_ms"} and d["one_go"]["text"] == pred.one_go.text
+    assert set(d) == {"answer", "one_go", "sequential", "elapsed_ms"} and d["one_go"]["text"] == pred.one_go.text
+    more = max((pred.one_go, pred.sequential), key=lambda r: r.confidence)
+    assert (pred.answer.text, pred.answer.confidence) == (more.text, more.confidence)
+    assert pred.answer.sure is None and d["one_go"]["sure"] is None  # no calibration: no threshold
 
 
 def test_batch_matches_single(recognizer, sample_images):
@@ -100,3 +103,45 @@ def test_shared_trunk_runs_once_and_reads_as_two_models_would(tmp_path, sample_i
 
 def test_different_trunks_are_not_shared(recognizer):
     assert not recognizer.shared_trunk  # tiny_weights: two independently initialised models
+
+
+# --- calibration applied -----------------------------------------------------------------------
+
+def test_temperature_scales_the_logits_and_keeps_the_text(recognizer, calibrated_weights, sample_images):
+    calibrated = Recognizer.from_pretrained(calibrated_weights, precision="fp32")
+    raw = recognizer.logits(sample_images[:3])
+    for image, logits0, logits1 in zip(sample_images[:3], raw["one_go"], raw["sequential"]):
+        before, after = recognizer.predict(image), calibrated.predict(image)
+        for logits, form in ((logits0, "one_go"), (logits1, "sequential")):
+            assert getattr(after, form).text == getattr(before, form).text  # a temperature never reorders
+            z = logits / 0.25
+            p = np.exp(z - z.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            assert getattr(after, form).confidence == pytest.approx(p.max(-1).prod(), rel=1e-3)
+
+
+def test_sure_follows_the_stored_thresholds_and_a_per_call_override(calibrated_weights, sample_images):
+    rec = Recognizer.from_pretrained(calibrated_weights, precision="fp32")
+    stored = {form: info.calibration["threshold"] for form, info in rec.infos.items()}
+    for pred in rec.predict_batch(sample_images):
+        for form, reading in pred.readings().items():
+            assert reading.sure == (reading.confidence >= stored[form])
+        assert pred.answer.threshold == rec.threshold()
+        assert pred.answer.sure == (pred.answer.confidence >= rec.threshold())
+        if not pred.answer.sure:  # an unsure answer names its doubtful characters, and why
+            assert pred.answer.doubtful and "below the" in pred.answer.reason()
+            assert all(pred.answer.text[d["position"]] == d["char"] for d in pred.answer.doubtful)
+    assert all(p.answer.sure for p in rec.predict_batch(sample_images, min_confidence=0.0))
+    assert not any(p.answer.sure for p in rec.predict_batch(sample_images, min_confidence=1.0))
+    strict = Recognizer.from_pretrained(calibrated_weights, precision="fp32", min_confidence=1.0)
+    assert strict.threshold() == strict.threshold("one_go") == 1.0
+    with pytest.raises(Exception, match="probability from 0 to 1"):
+        rec.predict(sample_images[0], min_confidence=2)
+
+
+def test_one_form_loaded_answers_with_its_reading_and_threshold(calibrated_weights, sample_images):
+    rec = Recognizer.from_pretrained(calibrated_weights / "sequential.safetensors", precision="fp32")
+    pred = rec.predict(sample_images[0])
+    assert pred.one_go is None and pred.answer.form == "sequential" and pred.answer.forms_agree is None
+    assert (pred.answer.text, pred.answer.confidence) == (pred.sequential.text, pred.sequential.confidence)
+    assert pred.answer.threshold == rec.infos["sequential"].calibration["threshold"]

@@ -51,7 +51,9 @@ def test_upload_shows_both_readings_with_confidences(app, expected):
     assert not app.exception and not app.error
     pred = expected[name]
     assert metrics(app) == {"One-go": pred.one_go.text, "Sequential": pred.sequential.text}
-    assert f"{pred.sequential.confidence:.1%} sure" in app.metric[1].label
+    assert f"{pred.sequential.confidence:.1%} confident" in app.metric[1].label
+    assert app.info[0].value.startswith(f"**Answer: `{pred.answer.text}`**")  # uncalibrated: neither sure nor not
+    assert "no calibration" in app.info[0].value
     table = app.table[0].value  # per-character confidences, one row per form
     assert list(table.index) == ["One-go", "Sequential"] and list(table.columns) == ["#1", "#2", "#3", "#4"]
     first = pred.one_go.chars[0]
@@ -193,3 +195,23 @@ def test_forms_reading_different_lengths_share_one_table(tmp_path, monkeypatch):
     table = at.table[0].value
     assert list(table.columns) == ["#1", "#2", "#3", "#4"]
     assert list(table.iloc[0])[2:] == ["", ""] and all(table.iloc[1])
+
+
+def test_the_answer_comes_first_sure_or_unsure_with_why(calibrated_weights, monkeypatch):
+    monkeypatch.setenv("CAPTCHA_WEIGHTS", str(calibrated_weights))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
+    rec = Recognizer.from_pretrained(calibrated_weights)
+    names = [p.name for p in sorted((ROOT / "data").glob("*.png"))][:6]
+    answers = [rec.predict(ROOT / "data" / n).answer for n in names]
+    assert {a.sure for a in answers} == {True, False}, "the fixture's threshold should split these samples"
+    assert at.sidebar.slider[0].value == pytest.approx(rec.threshold())
+    at.multiselect[0].set_value(names).run()
+    assert not at.exception and not at.error
+    assert [s.value.split("`")[1] for s in at.success] == [a.text for a in answers if a.sure]
+    assert [w.value.split("`")[1] for w in at.warning] == [a.text for a in answers if not a.sure]
+    for w, a in zip(at.warning, [a for a in answers if not a.sure]):
+        assert "**unsure**" in w.value and "doubtful:" in w.value and f"{a.doubtful[0]['char']!r}" in w.value
+    table = at.dataframe[0].value
+    assert list(table["sure"]) == [a.sure for a in answers]
+    at.sidebar.slider[0].set_value(1.0).run()  # a stricter threshold: nothing is sure
+    assert not at.success and len(at.warning) == len(names)

@@ -39,6 +39,12 @@ def test_trains_both_forms_and_loss_goes_down(tmp_path):
     assert set(rec.models) == {"one_go", "sequential"} and rec.spec.alphabet == "0123456789"
     pred = rec.predict(synth.generate("0123", seed=1))
     assert len(pred.one_go.text) == len(pred.sequential.text) == 4
+    for form, info in rec.infos.items():  # calibrated on the 16 validation images at the end
+        fitted = info.calibration
+        assert fitted["count"] == 16 and fitted["fitted_on"] == "16 validation images", fitted
+        assert 0.25 <= fitted["temperature"] <= 4 and 0 < fitted["threshold"] <= 1
+        assert f"{form}: calibrated on 16 validation images" in result.stderr + result.stdout
+    assert pred.answer.threshold == max(i.calibration["answer_threshold"] for i in rec.infos.values())
 
 
 def test_a_folder_of_six_character_captchas_of_another_alphabet(tmp_path):
