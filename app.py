@@ -32,7 +32,7 @@ from captcha import batch
 from captcha.errors import CaptchaError
 from captcha.images import IMAGE_EXTENSIONS
 from captcha.overlay import attention_panels
-from captcha.recognizer import Answer, Reading, Recognizer, set_threads
+from captcha.recognizer import Answer, Reading, Recognizer, percent, set_threads
 
 ROOT = Path(__file__).resolve().parent
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file bytes
@@ -201,14 +201,14 @@ def card(form: str, title: str, reading: Reading | None, note: str = "upload an 
     chars = "".join(f'<span class="char" style="--hue: {round(120 * c.confidence)}">'
                     f'<b>{html.escape(c.char)}</b><small>{c.confidence:.0%}</small></span>' for c in reading.chars)
     return (f'<div class="reading {form}"><h3>{title}</h3><div class="text">{html.escape(reading.text)}</div>'
-            f'<div class="confidence">confidence {reading.confidence:.1%}</div><div class="chars">{chars}</div></div>')
+            f'<div class="confidence">confidence {percent(reading.confidence)}</div><div class="chars">{chars}</div></div>')
 
 
 def sure_note(rec: Recognizer) -> str:
     threshold = rec.threshold()
     if threshold is None:
         return "these weights carry no calibration, so no answer is called sure or unsure."
-    return (f"it is *sure* at a calibrated confidence of {threshold:.1%} or more"
+    return (f"it is *sure* at a calibrated confidence of {percent(threshold)} or more"
             + ("" if rec.min_confidence is not None else " (the level that read 99% right on the calibration images)")
             + "; below that, ask the site for a new CAPTCHA.")
 

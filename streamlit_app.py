@@ -92,8 +92,9 @@ def show(name: str, image, pred, attention: bool) -> None:
                        + {True: " · sure", False: " · unsure", None: ""}[r.sure], r.text)
         chars = {FORM_NAMES[form]: [f"{c.char}  {c.confidence:.0%}" for c in r.chars]
                  for form, r in pred.readings().items()}
-        # the forms may read different lengths: shorter rows end in blanks
-        table = pd.DataFrame.from_dict(chars, orient="index").fillna("")
+        width = max((len(row) for row in chars.values()), default=0)  # the forms may read different lengths:
+        table = pd.DataFrame.from_dict({k: v + [""] * (width - len(v)) for k, v in chars.items()},  # blanks end
+                                       orient="index")                                         # the shorter row
         st.table(table.rename(columns=lambda i: f"#{i + 1}"))
         st.caption(f"both forms in {pred.elapsed_ms:.0f} ms")
     if attention:

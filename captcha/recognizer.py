@@ -55,6 +55,11 @@ class Reading:
                 "chars": [{"char": c.char, "confidence": round(c.confidence, 6)} for c in self.chars]}
 
 
+def percent(p: float) -> str:
+    """72.8%, and two significant digits below 0.1% (0.0043%), where one decimal would say 0.0%."""
+    return f"{p:.1%}" if p >= 0.001 or p == 0 else f"{p * 100:.2g}%"
+
+
 @dataclass
 class Answer:
     """The one string to submit: the more confident form's reading, with its calibrated confidence.
@@ -80,11 +85,11 @@ class Answer:
         if self.threshold is None:
             return "these weights carry no calibration, so there is no threshold to be sure by"
         if self.sure:
-            return f"{self.confidence:.1%} sure, at or above the {self.threshold:.1%} threshold"
-        why = [f"{self.confidence:.1%} sure, below the {self.threshold:.1%} threshold"]
+            return f"{percent(self.confidence)} sure, at or above the {percent(self.threshold)} threshold"
+        why = [f"{percent(self.confidence)} sure, below the {percent(self.threshold)} threshold"]
         if self.doubtful:
             why.append("doubtful: " + ", ".join(f"{d['char']!r} at position {d['position'] + 1} "
-                                                  f"({d['confidence']:.0%})" for d in self.doubtful))
+                                                  f"({percent(d['confidence'])})" for d in self.doubtful))
         if self.forms_agree is False:
             why.append("the two models read different texts")
         if not self.text:

@@ -1,5 +1,6 @@
 """The Gradio page in a real headless browser: Debian's chromium driven by Playwright's Python
-package (never a browser download). Upload a sample, find both readings and the maps picture.
+package (never a browser download). Upload a sample, find the answer (sure or not), both readings
+and the maps picture.
 
 Set CAPTCHA_SCREENSHOT=path.png to keep a screenshot of the page with a reading shown."""
 from __future__ import annotations
@@ -24,8 +25,8 @@ sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
 
 @pytest.fixture(scope="module")
-def server(tiny_weights):
-    with serve(tiny_weights) as url:
+def server(calibrated_weights):
+    with serve(calibrated_weights) as url:
         yield url
 
 
@@ -42,9 +43,9 @@ def page(server):
         browser.close()
 
 
-def test_upload_shows_both_readings_and_the_maps(page, tiny_weights, sample_images):
+def test_upload_shows_both_readings_and_the_maps(page, calibrated_weights, sample_images):
     sample = sample_images[0]
-    expected = Recognizer.from_pretrained(tiny_weights).predict(sample)
+    expected = Recognizer.from_pretrained(calibrated_weights).predict(sample)
     page.locator("input[type=file]").first.set_input_files(str(sample))
     one_go, sequential = page.locator(".reading.one-go .text"), page.locator(".reading.sequential .text")
     one_go.wait_for(timeout=60_000)
@@ -62,13 +63,35 @@ def test_upload_shows_both_readings_and_the_maps(page, tiny_weights, sample_imag
         page.screenshot(path=os.environ["CAPTCHA_SCREENSHOT"], full_page=True)
 
 
-def test_an_example_is_one_click_away(page, tiny_weights, sample_images):
+def test_an_example_is_one_click_away(page, calibrated_weights, sample_images):
     page.reload(wait_until="domcontentloaded")
     page.locator(".reading.one-go .empty").wait_for(timeout=30_000)  # nothing read yet
     sample = sample_images[1]
     page.locator(f"button.gallery-item:has(img[src*='{sample.stem}'])").click()
-    expected = Recognizer.from_pretrained(tiny_weights).predict(sample)
+    expected = Recognizer.from_pretrained(calibrated_weights).predict(sample)
     one_go = page.locator(".reading.one-go .text")
     one_go.wait_for(timeout=60_000)
     assert one_go.inner_text() == expected.one_go.text
     assert page.locator(".reading.sequential .text").inner_text() == expected.sequential.text
+
+
+def test_the_answer_comes_first_and_an_unsure_one_says_why(page, calibrated_weights, sample_images):
+    rec = Recognizer.from_pretrained(calibrated_weights)
+    answers = {p: rec.predict(p).answer for p in sample_images}
+    sure = next(p for p, a in answers.items() if a.sure)
+    unsure = next(p for p, a in answers.items() if not a.sure)
+    page.reload(wait_until="domcontentloaded")
+    page.locator(".answer .why").wait_for(timeout=30_000)
+    page.locator("input[type=file]").first.set_input_files(str(sure))
+    card = page.locator(".answer.sure")
+    card.wait_for(timeout=60_000)
+    assert card.locator(".text").inner_text() == answers[sure].text and "submit it" in card.inner_text().lower()
+    page.locator("input[type=file]").first.set_input_files(str(unsure))
+    card = page.locator(".answer.unsure")
+    card.wait_for(timeout=60_000)
+    want = answers[unsure]
+    assert card.locator(".text").inner_text() == want.text and "ask for a new captcha" in card.inner_text().lower()
+    assert card.locator(".doubt").count() == len(want.doubtful)
+    assert "below the" in card.locator(".why").inner_text()
+    # the answer sits above the two readings
+    assert card.bounding_box()["y"] < page.locator(".reading.one-go").bounding_box()["y"]

@@ -62,6 +62,71 @@ def test_evaluate_refuses_labels_of_another_alphabet(tiny_weights, tmp_path):
     assert result.returncode == 2 and "were asked for" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_predict_marks_unsure_answers_and_exits_3_when_asked(calibrated_weights, sample_images):
+    rec = Recognizer.from_pretrained(calibrated_weights)
+    sure = [rec.predict(p).answer.sure for p in sample_images]
+    assert True in sure and False in sure
+    result = cli("predict", *sample_images, "--weights", calibrated_weights)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert result.returncode == 0, result.stderr  # marked, but not a failure unless asked
+    assert [row.get("unsure", False) for row in rows] == [not s for s in sure]
+    assert [row["answer"]["sure"] for row in rows] == sure
+    assert f"{sure.count(False)} of {len(sure)} answer(s) unsure" in result.stderr
+    assert cli("predict", *sample_images, "--weights", calibrated_weights, "--fail-unsure").returncode == 3
+    lenient = cli("predict", *sample_images, "--weights", calibrated_weights, "--fail-unsure", "--min-confidence", "0")
+    assert lenient.returncode == 0 and all(json.loads(line)["answer"]["sure"] for line in lenient.stdout.splitlines())
+
+
+def test_an_unreadable_file_exits_1_even_with_unsure_answers(calibrated_weights, sample_images, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    result = cli("predict", bad, *sample_images, "--weights", calibrated_weights, "--fail-unsure")
+    assert result.returncode == 1
+
+
+def test_fail_unsure_needs_a_threshold(tiny_weights, sample_images):
+    result = cli("predict", sample_images[0], "--weights", tiny_weights, "--fail-unsure")
+    assert result.returncode == 2 and "no calibration" in result.stderr and "--min-confidence" in result.stderr
+    result = cli("predict", sample_images[0], "--weights", tiny_weights, "--min-confidence", "1.5")
+    assert result.returncode == 2 and "probability from 0 to 1" in result.stderr
+
+
+def test_calibrate_then_evaluate_reports_trust_and_draws_the_plot(tiny_weights, tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for f in tiny_weights.iterdir():
+        (weights / f.name).write_bytes(f.read_bytes())
+    fit, held = tmp_path / "fit", tmp_path / "held"
+    synth.write_folder(fit, 24, seed=5, alphabet=TINY_SPEC.alphabet, length=TINY_SPEC.length)
+    synth.write_folder(held, 12, seed=6, alphabet=TINY_SPEC.alphabet, length=TINY_SPEC.length)
+    before = cli("evaluate", held, "--weights", weights)
+    assert before.returncode == 0 and "carry no calibration" in before.stdout
+    result = cli("calibrate", fit, "--weights", weights)
+    assert result.returncode == 0, result.stderr
+    assert "calibrated on 24 images from fit" in result.stdout and "| one_go |" in result.stdout
+    rec = Recognizer.from_pretrained(weights)
+    assert all(i.calibration["count"] == 24 and 0.25 <= i.temperature <= 4 for i in rec.infos.values())
+    plot, out = tmp_path / "trust.png", tmp_path / "r.json"
+    result = cli("evaluate", held, "--weights", weights, "--plot", plot, "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "| answer |" in result.stdout and "ECE" in result.stdout and "keep 90%" in result.stdout
+    assert "threshold for 99%" in result.stdout and "the forms agree on" in result.stdout
+    assert Image.open(plot).size[0] > 800
+    data = json.loads(out.read_text())
+    for form in ("one_go", "sequential", "answer"):
+        t = data[form]["trust"]
+        assert [row["coverage"] for row in t["risk_coverage"]] == [0.5, 0.8, 0.9, 0.95, 1.0]
+        assert t["risk_coverage"][-1]["accuracy"] == pytest.approx(data[form]["string_accuracy"])
+        assert t["ece_interval"][0] <= t["ece"] <= t["ece_interval"][1]
+    assert 0 <= data["agreement"]["share_agree"] <= 1
+
+
+def test_calibrate_refuses_an_empty_folder(tiny_weights, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = cli("calibrate", tmp_path / "empty", "--weights", tiny_weights)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
 def test_synth_writes_named_captchas(tmp_path):
     result = cli("synth", tmp_path / "out", "--count", "5", "--length", "6", "--alphabet", "abc123")
     assert result.returncode == 0, result.stderr

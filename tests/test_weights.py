@@ -81,3 +81,40 @@ def test_failed_write_keeps_the_old_file(tiny_weights, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_weights(target, build_model("one_go", TINY_SPEC, arch="resnet18"), "one_go", "resnet18")
     assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+# --- calibration in the metadata ---------------------------------------------------------------
+
+def test_calibration_round_trip_keeps_every_tensor(tiny_weights, tmp_path):
+    from safetensors.torch import load_file
+    from captcha.weights import write_calibration
+    path = tmp_path / "one_go.safetensors"
+    path.write_bytes((tiny_weights / FILENAMES["one_go"]).read_bytes())
+    before_info, before = read_info(path), load_file(str(path))
+    fitted = {"temperature": 0.64, "threshold": 0.91, "answer_threshold": 0.93, "count": 4000, "errors": 118}
+    write_calibration(path, fitted)
+    info, after = read_info(path), load_file(str(path))
+    assert info.calibration == fitted and info.temperature == 0.64
+    assert (info.spec, info.summary, info.arch, info.config) == (before_info.spec, before_info.summary,
+                                                                 before_info.arch, before_info.config)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) and before[k].dtype == after[k].dtype for k in before)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_weights_without_calibration_load_as_before(tiny_weights):
+    info = read_info(tiny_weights / FILENAMES["sequential"])
+    with safe_open(str(info.path), "pt") as f:
+        assert "calibration" not in f.metadata()  # as every file written before calibration existed
+    assert info.calibration == {} and info.temperature == 1.0
+
+
+@pytest.mark.parametrize("bad", ['{"temperature": 0}', '{"temperature": -1}', '{"temperature": "hot"}', "not json"])
+def test_damaged_calibration_is_refused(tiny_weights, tmp_path, bad):
+    from safetensors.torch import load_file
+    path = tmp_path / "one_go.safetensors"
+    with safe_open(str(tiny_weights / FILENAMES["one_go"]), "pt") as f:
+        metadata = dict(f.metadata())
+    save_file(load_file(str(tiny_weights / FILENAMES["one_go"])), str(path), metadata={**metadata, "calibration": bad})
+    with pytest.raises(WeightsError, match="metadata is damaged"):
+        read_info(path)

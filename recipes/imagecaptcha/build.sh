@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the ImageCaptcha training / held-out sets (see README.md in this folder).
 #
-#   bash recipes/imagecaptcha/build.sh [--workers N] [--venvs-only]
+#   bash recipes/imagecaptcha/build.sh [--workers N] [--venvs-only] [--no-train]
 #
 # Environment:
 #   CAPTCHA_CACHE   root of venvs and data        (default: $HOME/.cache/captcha)
 #   TRAIN_COUNT     images per training set       (default: 100000)
 #   HELDOUT_COUNT   images per held-out set       (default: 2000)
+#   CALIBRATION_COUNT images per calibration set  (default: 2000)
 #   WORKERS         worker processes              (default: 2; --workers overrides)
 #   PYTHON          interpreter for the venvs     (default: python3; outputs verified with CPython 3.11)
 #
@@ -20,6 +21,7 @@ VENVS="$CACHE/venvs"
 DATA="$CACHE/data/imagecaptcha"
 TRAIN_COUNT="${TRAIN_COUNT:-100000}"
 HELDOUT_COUNT="${HELDOUT_COUNT:-2000}"
+CALIBRATION_COUNT="${CALIBRATION_COUNT:-2000}"
 WORKERS="${WORKERS:-2}"
 PYTHON="${PYTHON:-python3}"
 
@@ -28,7 +30,8 @@ while [ $# -gt 0 ]; do
     --workers) WORKERS="$2"; shift 2 ;;
     --workers=*) WORKERS="${1#--workers=}"; shift ;;
     --venvs-only) VENVS_ONLY=1; shift ;;   # just the two library venvs (gpu_carry.sh needs no data)
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --no-train) NO_TRAIN=1; shift ;;       # held-out and calibration sets only (a minute; no training sets)
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -99,6 +102,13 @@ log "start: TRAIN_COUNT=$TRAIN_COUNT HELDOUT_COUNT=$HELDOUT_COUNT WORKERS=$WORKE
 # Held-out sets first: they are small and then usable while the training sets are drawn.
 generate heldout-v071 "$PY071" 9000001 "$HELDOUT_COUNT"
 generate heldout-v03  "$PY03"  9000002 "$HELDOUT_COUNT"
+# Calibration sets: fit the shipped weights' confidence (calibrate_shipped.sh), never trained on or graded.
+generate calibration-v071 "$PY071" 7000001 "$CALIBRATION_COUNT"
+generate calibration-v03  "$PY03"  7000002 "$CALIBRATION_COUNT"
+if [ "${NO_TRAIN:-0}" = 1 ]; then
+  log "done (--no-train): $DATA"
+  exit 0
+fi
 generate train-v071   "$PY071" 1000    "$TRAIN_COUNT"
 generate train-v03    "$PY03"  2000    "$TRAIN_COUNT"
 log "all done: $DATA"
