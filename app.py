@@ -6,7 +6,8 @@
     python app.py --min-confidence 0.95   # the confidence an answer needs to be "sure" (default: the weights')
 
 Models load once at start-up. All inference runs on one worker thread: the event loop (health
-checks, the UI's own traffic) never waits on torch, and requests never fight over the cores.
+checks, the UI's own traffic) never waits on torch, and requests never fight over the cores;
+single images that arrive together are read together (Service).
 Presentation only: what the pages and JSON show comes from `Prediction`.
 """
 from __future__ import annotations
@@ -15,9 +16,11 @@ import argparse
 import asyncio
 import html
 import os
+import queue
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import gradio as gr
@@ -36,6 +39,7 @@ from captcha.recognizer import Answer, Reading, Recognizer, percent, set_threads
 
 ROOT = Path(__file__).resolve().parent
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file bytes
+READ = object()  # a queued job that reads one image (Service): such jobs waiting together are read together
 
 
 class BodyLimit:
@@ -66,28 +70,99 @@ class BodyLimit:
 
 
 class Service:
-    """The recognizer, the limits every door applies (captcha.batch), and the one thread inference runs on."""
+    """The recognizer, the limits every door applies (captcha.batch), and the one thread inference runs on.
+
+    Work reaches that thread through one queue. Single images waiting there together are read
+    together, in one predict_batch call (micro-batching): on a CPU a batch costs far less than its
+    images one by one, so concurrent clients are served faster, and each gets the reading it would
+    have got alone (readings do not depend on what else is in the batch; only elapsed_ms does).
+    """
 
     def __init__(self, recognizer: Recognizer, max_upload_mb: float = batch.MAX_UPLOAD_MB,
                  max_batch: int = batch.MAX_BATCH):
         self.recognizer = recognizer
         self.limits = batch.Limits(max_upload_mb, max_batch)
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.batch_sizes: list[int] = []  # how many single images each read took together (the last 1000)
+        threading.Thread(target=self._work, name="inference", daemon=True).start()
 
     async def run(self, fn, *args):
         """From async code: run fn on the inference thread without blocking the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        return await asyncio.wrap_future(self.submit(fn, *args))
 
     def call(self, fn, *args):
         """From Gradio's worker threads: the same queue, waited on."""
-        return self.pool.submit(fn, *args).result()
+        return self.submit(fn, *args).result()
 
-    def read_one(self, name: str, source, min_confidence: float | None = None):
-        image = batch.open_one(name, source, self.limits)
-        return image, self.recognizer.predict(image, min_confidence=min_confidence)
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        self.queue.put((fn, args, future))
+        return future
+
+    async def read(self, name: str, source, min_confidence: float | None = None):
+        """(image, Prediction) of one upload, read together with any others waiting."""
+        return await asyncio.wrap_future(self.submit(READ, name, source, min_confidence))
+
+    def read_now(self, name: str, source, min_confidence: float | None = None):
+        """The same, from a worker thread (Gradio's), waited on."""
+        return self.submit(READ, name, source, min_confidence).result()
 
     def read_rows(self, inputs, min_confidence: float | None = None) -> list[batch.Row]:
         return batch.read_rows(self.recognizer, inputs, self.limits, min_confidence)
+
+    def _work(self) -> None:
+        while True:
+            jobs = [self.queue.get()]
+            if jobs[0][0] == READ:  # take every single image already waiting, up to the batch limit
+                while len(jobs) < self.limits.max_batch:
+                    try:
+                        job = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job[0] != READ:
+                        self._run(self._read_together, jobs)
+                        jobs = [job]
+                        break
+                    jobs.append(job)
+            if jobs[0][0] == READ:
+                self._run(self._read_together, jobs)
+            else:
+                self._run_one(*jobs[0])
+
+    @staticmethod
+    def _run_one(fn, args, future: Future) -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn(*args))
+            except BaseException as e:  # the caller gets the error; the thread goes on
+                future.set_exception(e)
+
+    def _run(self, fn, jobs) -> None:
+        try:
+            fn(jobs)
+        except BaseException as e:
+            for _, _, future in jobs:
+                if not future.done():
+                    future.set_exception(e)
+
+    def _read_together(self, jobs) -> None:
+        """Decode each job's image (a bad one fails only its own job), then read them all in one
+        predict_batch call per minimum confidence asked for."""
+        ready = []
+        for job in jobs:
+            _, (name, source, level), future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                ready.append((batch.open_one(name, source, self.limits), level, future))
+            except BaseException as e:
+                future.set_exception(e)
+        self.batch_sizes = (self.batch_sizes + [len(ready)])[-1000:]
+        for level in {level for _, level, _ in ready}:
+            group = [(image, future) for image, lvl, future in ready if lvl == level]
+            predictions = self.recognizer.predict_batch([image for image, _ in group], min_confidence=level)
+            for (image, future), prediction in zip(group, predictions):
+                future.set_result((image, prediction))
 
 
 # --- REST ------------------------------------------------------------------------------------
@@ -114,8 +189,11 @@ def build_api(service: Service, cors_origins=()) -> FastAPI:
         """Up, and with which models (arch, spec, training summary) and limits."""
         rec = service.recognizer
         return {"status": "ok", "models": rec.describe(),
-                "runtime": {"engine": rec.engine, "precision": rec.precision},
+                "runtime": {"engine": rec.engine, "precision": rec.precision,
+                            **({"engine_ms": rec.engine_ms} if rec.engine_ms else {})},  # auto's race, if run
                 "sure_threshold": {"answer": rec.threshold(), **{form: rec.threshold(form) for form in rec.models}},
+                "read_together": {"reads": len(service.batch_sizes),  # the last 1000 micro-batches
+                                  "mean_images": round(sum(service.batch_sizes) / max(len(service.batch_sizes), 1), 2)},
                 "limits": {"max_upload_mb": limits.max_upload_mb, "max_batch": limits.max_batch}}
 
     sure_above = Query(None, ge=0, le=1, description="the confidence an answer needs to be sure "
@@ -126,8 +204,7 @@ def build_api(service: Service, cors_origins=()) -> FastAPI:
                       min_confidence: float | None = sure_above) -> dict:
         """The answer to submit (calibrated confidence, `sure`, and why not), and both readings of one
         image with per-character confidences."""
-        _, prediction = await service.run(service.read_one, file.filename or "upload", await file.read(),
-                                          min_confidence)
+        _, prediction = await service.read(file.filename or "upload", await file.read(), min_confidence)
         return prediction.to_dict()
 
     @app.post("/api/predict/batch")
@@ -141,7 +218,7 @@ def build_api(service: Service, cors_origins=()) -> FastAPI:
     @app.post("/predict/", summary="The seed's API (kept for its users)")
     async def seed_predict(image: UploadFile = File(...)) -> dict:
         """The seed backend's route and answer shape: field `image`, the two texts only."""
-        _, p = await service.run(service.read_one, image.filename or "upload", await image.read())
+        _, p = await service.read(image.filename or "upload", await image.read())
         return {"sequential_prediction": p.sequential.text if p.sequential else None,
                 "whole_prediction": p.one_go.text if p.one_go else None}
 
@@ -223,7 +300,7 @@ def build_ui(service: Service, examples: list[str]) -> gr.Blocks:
         if not path:
             return None, None
         try:
-            image, prediction = service.call(service.read_one, Path(path).name, Path(path))
+            image, prediction = service.read_now(Path(path).name, Path(path))
         except CaptchaError as e:
             raise gr.Error(str(e))
         return prediction.to_dict(), (image, prediction)

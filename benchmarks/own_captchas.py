@@ -124,12 +124,16 @@ def table(results: dict, cpu: str, minutes: float, dddd_note: str) -> str:
     lines = [f"Trained with `python train.py --data SET/train --out RUN --minutes {minutes:g}` (every other setting "
              f"auto), scored with `python -m captcha evaluate SET/test --weights RUN`, on {cpu}.", "",
              "| set | train labels | test images | one-go | sequential | CER one-go / sequential | ddddocr | "
-             "minutes (wall) | settings chosen |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "ECE one-go / sequential / answer | answers sure (right) | minutes (wall) | settings chosen |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         dddd = "—" if r.get("ddddocr") is None else f"{r['ddddocr']:.1%}"
+        ece = " / ".join(f"{r['ece'][f]:.1%}" for f in ("one_go", "sequential", "answer")) if r.get("ece") else "—"
+        sure = (f"{r['sure']['share']:.1%} ({'—' if r['sure']['accuracy'] is None else format(r['sure']['accuracy'], '.1%')})"
+                if r.get("sure") else "—")
         lines.append(f"| {name} | {r['train']} | {r['test']} | {r['one_go']:.1%} | {r['sequential']:.1%} | "
-                     f"{r['cer_one_go']:.1%} / {r['cer_sequential']:.1%} | {dddd} | {r['minutes']:.1f} | {r['settings']} |")
+                     f"{r['cer_one_go']:.1%} / {r['cer_sequential']:.1%} | {dddd} | {ece} | {sure} | "
+                     f"{r['minutes']:.1f} | {r['settings']} |")
     return "\n".join(lines + ["", dddd_note, ""])
 
 
@@ -173,6 +177,8 @@ def main(argv=None) -> int:
             "train": n_train, "test": n_test, "minutes": minutes, "settings": f"length {chosen.get('length', 'given')}, input {chosen.get('size', 'given')}",
             **{form: ev[form]["string_accuracy"] for form in ("one_go", "sequential")},
             **{f"cer_{form}": ev[form]["cer"] for form in ("one_go", "sequential")},
+            "ece": {form: ev[form]["trust"]["ece"] for form in ("one_go", "sequential", "answer")},
+            "sure": ev["answer"]["sure"],  # the answers called sure (calibrated on train.py's validation split)
             "ddddocr": None if name == GENERATED else ddddocr_accuracy(
                 args.ddddocr_python, folder / "test", fold, folder / "ddddocr.json"),
             "cpu": cpu, "train_args": args.train_args,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -137,6 +138,35 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_quantize(args) -> int:
+    from .data import scan_folder
+    from .int8 import MIN_CHECK_IMAGES, quantize
+    from .recognizer import Recognizer, set_threads
+    set_threads(args.threads)
+    rec = Recognizer.from_pretrained(args.weights, precision="fp32", engine="onnx")
+    fold = any(i.summary.get("case_insensitive") for i in rec.infos.values())
+    samples = [s for folder in args.data for s in scan_folder(
+        folder, rec.spec, skip_invalid=args.skip_invalid, labels=args.labels, pattern=args.label_pattern,
+        fold_case=fold, warn=lambda m: print(m, file=sys.stderr))]
+    need = args.calibrate + MIN_CHECK_IMAGES
+    if len(samples) < need:
+        raise CaptchaError(f"{' '.join(map(str, args.data))}: {len(samples)} labelled images; the int8 trunk needs {need} "
+                           f"({args.calibrate} to calibrate, {MIN_CHECK_IMAGES} others to check it): add images "
+                           f"of the weights' own style, or lower --calibrate")
+    ordered = sorted(samples, key=lambda s: hashlib.sha256(s.path.name.encode()).hexdigest())  # a fixed mix
+    record = quantize(rec, [s.path for s in ordered[:args.calibrate]], ordered[args.calibrate:])
+    check = record["check"]
+    print(f"int8 trunk calibrated on {args.calibrate} images, checked on {check['images']} others: readings agree "
+          f"with fp32 on {check['agreement']:.2%}; answer accuracy {check['accuracy']['fp32']:.2%} fp32, "
+          f"{check['accuracy']['int8']:.2%} int8; answer ECE {check['ece_fp32']:.2%} -> {check['ece_int8']:.2%}")
+    if not check["passed"]:
+        print(f"not used: {check['why']}; --engine auto keeps to fp32", file=sys.stderr)
+        return 1
+    print(f"stored in {', '.join(str(i.path) for i in rec.infos.values())} (ranges only; tensors unchanged); "
+          f"--engine auto uses it where it is faster, --engine onnx-int8 always")
+    return 0
+
+
 def cmd_synth(args) -> int:
     from .synth import find_fonts, write_folder
     fonts = find_fonts(args.fonts) if args.fonts else None
@@ -182,6 +212,9 @@ def cmd_bench(args) -> int:
     rec = _recognizer(args)
     image = open_image(args.image) if args.image else generate("aB3xY", seed=0)
     result = bench(rec, image, runs=args.runs, batch_size=args.batch_size)
+    if args.engine == "auto" and args.precision == "auto":  # every engine, unless one was asked for
+        from .bench import compare
+        result["compare"] = compare(rec, image, runs=args.runs, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -190,6 +223,17 @@ def cmd_bench(args) -> int:
           f"input HxW {result['input_hxw']})")
     print(f"single image, all forms: p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms over {s['runs']} runs")
     print(f"batch of {result['batch']['batch_size']}: {result['batch']['images_per_s']} images/s")
+    if "compare" in result:
+        c = result["compare"]
+        print(f"\nevery engine, this run (single image from its PNG bytes, decode included; reference: the plain "
+              f"PyTorch fp32 trunk, batch 1, {c['threads']} threads: {c['reference_ms']} ms)\n")
+        print("| engine | p50 ms | p95 ms | x reference | batch images/s |\n|---|---|---|---|---|")
+        for name, row in c["engines"].items():
+            if "error" in row:
+                print(f"| {name} | not run: {row['error']} | | | |")
+            else:
+                print(f"| {name} | {row['single_image']['p50_ms']} | {row['single_image']['p95_ms']} | "
+                      f"{row['ratio_to_reference']} | {row['batch']['images_per_s']} |")
     return 0
 
 
@@ -236,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--weights", default=DEFAULT_WEIGHTS,
                        help="weights folder, .safetensors file or Hub repo id user/name (default: the shipped weights/)")
         q.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-        q.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"],
-                       help="what runs the trunk (auto: ONNX Runtime for fp32 when installed, PyTorch for bf16)")
+        q.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx", "onnx-int8"],
+                       help="what runs the trunk (auto: ONNX Runtime for fp32 when installed, PyTorch for bf16; "
+                            "then the weights' int8 trunk if it passed its check and is faster here)")
         q.add_argument("--threads", type=int, help="torch CPU threads")
 
     def confidence_option(q):
@@ -292,6 +337,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--label-pattern", metavar="REGEX", help="as for evaluate")
     q.set_defaults(func=cmd_calibrate)
 
+    q = sub.add_parser("quantize", help="make and check the weights' int8 trunk from labelled images of their style")
+    q.add_argument("--weights", default=DEFAULT_WEIGHTS, help="weights folder (default: the shipped weights/)")
+    q.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="folders of labelled images of the weights' style, not trained on")
+    q.add_argument("--calibrate", type=int, default=300, help="images to measure activation ranges on (default 300); "
+                   "at least 500 others check it")
+    q.add_argument("--threads", type=int)
+    q.add_argument("--skip-invalid", action="store_true")
+    q.add_argument("--labels", type=Path)
+    q.add_argument("--label-pattern", metavar="REGEX")
+    q.set_defaults(func=cmd_quantize)
+
     q = sub.add_parser("synth", help="write generated CAPTCHAs named by their answers")
     q.add_argument("out", type=Path)
     q.add_argument("--count", type=int, default=100)
@@ -310,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_clean)
 
-    q = sub.add_parser("bench", help="single-image latency (p50/p95) and batch throughput on this machine")
+    q = sub.add_parser("bench", help="single-image latency (p50/p95) and batch throughput on this machine: "
+                                     "what auto picks, then every engine side by side against plain PyTorch "
+                                     "(only the one asked for with --engine/--precision)")
     model_options(q)
     q.add_argument("--image", help="image to read (default: a generated one)")
     q.add_argument("--runs", type=int, default=50)

@@ -1,9 +1,13 @@
-"""How fast a Recognizer reads on this machine: single-image latency and batch throughput."""
+"""How fast a Recognizer reads on this machine: single-image latency and batch throughput, for
+each engine side by side in one run, against a plain PyTorch forward of the same trunk."""
 from __future__ import annotations
 
+import copy
+import io
 import os
 import platform
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -45,6 +49,50 @@ def bench(recognizer: Recognizer, image, runs: int = 50, warmup: int = 5, batch_
         "single_image": {"runs": runs, **_percentiles(single)},
         "batch": {"batch_size": batch_size, "images_per_s": round(throughput, 1)},
     }
+
+
+def reference_ms(recognizer: Recognizer, runs: int = 15, warmup: int = 3) -> float:
+    """The plain PyTorch reference: the weights' trunk (timm, same input and stride) in fp32, NCHW,
+    batch 1, under inference_mode, the same threads; median of `runs` after `warmup`."""
+    form, model = next(iter(recognizer.models.items()))
+    spec = recognizer.infos[form].spec
+    trunk = copy.deepcopy(model.trunk).float().eval().to(memory_format=torch.contiguous_format)
+    x = torch.randn(1, 3, spec.height, spec.width)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            t0 = time.perf_counter()
+            trunk(x)
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+def compare(recognizer: Recognizer, image, runs: int = 50, batch_size: int = 32) -> dict:
+    """Every engine these weights can run here, timed in the same run on the image's encoded bytes
+    (decode included), with each one's single-image p50 over the plain PyTorch reference."""
+    from . import onnx_trunk
+    from .recognizer import bf16_is_fast
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    encoded = buffer.getvalue()
+    ways = [("torch", "fp32")] + ([("torch", "bf16")] if bf16_is_fast() else [])
+    if onnx_trunk.available():
+        ways += [("onnx", "fp32")] + ([("onnx-int8", "auto")] if all(i.int8.get("ranges") for i in recognizer.infos.values()) else [])
+    reference = reference_ms(recognizer)
+    rows = {}
+    for engine, precision in ways:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rec = Recognizer(recognizer.models, recognizer.infos, precision=precision, engine=engine)
+        except Exception as e:  # e.g. an int8 trunk that failed its check: say so in its row
+            rows[f"{engine} {precision}"] = {"error": str(e)}
+            continue
+        result = bench(rec, encoded, runs=runs, batch_size=batch_size)
+        rows[f"{engine} {rec.precision}"] = {"single_image": result["single_image"], "batch": result["batch"],
+                                             "ratio_to_reference": round(result["single_image"]["p50_ms"] / reference, 3)}
+    return {"reference_ms": round(reference, 2), "threads": torch.get_num_threads(), "engines": rows}
 
 
 def train_throughput(form: str, spec, arch: str = "resnet50", bf16: bool = True, batch_size: int = 32,

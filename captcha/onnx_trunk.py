@@ -83,7 +83,9 @@ class OnnxTrunk:
     Thread-safe (ONNX Runtime sessions allow concurrent runs), like the Recognizer that holds it.
     """
 
-    def __init__(self, trunk: nn.Module, input_chw: tuple[int, int, int], threads: int | None = None):
+    def __init__(self, trunk: nn.Module, input_chw: tuple[int, int, int], threads: int | None = None,
+                 graph: bytes | None = None):
+        """`graph`: an ONNX graph of this trunk to run instead of its fp32 export (the int8 one)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -92,7 +94,7 @@ class OnnxTrunk:
         options.log_severity_level = 3  # errors only
         # No busy-waiting after a run: the heads run in PyTorch right after, on the same cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(load_or_export(trunk, input_chw), options,
+        self.session = ort.InferenceSession(graph or load_or_export(trunk, input_chw), options,
                                             providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

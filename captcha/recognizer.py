@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import onnx_trunk
+from . import int8, onnx_trunk
 from .errors import CaptchaError, WeightsError
 from .hub import resolve
 from .images import open_image
@@ -26,7 +26,7 @@ from .models import FORMS
 from .spec import CaptchaSpec, normalize
 from .weights import FILENAMES, WeightsInfo, check_spec, find_weights, load_weights
 
-ENGINES = ("auto", "torch", "onnx")  # what runs the trunk; see Recognizer._pick_engine
+ENGINES = ("auto", "torch", "onnx", "onnx-int8")  # what runs the trunk; see Recognizer._pick_engine
 
 
 @dataclass
@@ -179,43 +179,87 @@ class Recognizer:
         self.min_confidence = check_min_confidence(min_confidence)
         self.models = {form: m.eval().to(memory_format=torch.channels_last) for form, m in models.items()}
         self.infos = infos
-        self.bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast() and engine != "onnx")
+        self.bf16 = precision == "bf16" or (precision == "auto" and bf16_is_fast() and engine in ("auto", "torch"))
         for model in self.models.values():
             for p in model.parameters():
                 p.requires_grad_(False)
         self.shared_trunk = self._share_trunk()
+        # id(torch trunk) -> the torch trunk; self.trunks: id -> what runs it (a shared trunk appears once)
+        self.torch_trunks = {id(m.trunk): m.trunk for m in self.models.values()}
+        self.trunks = dict(self.torch_trunks)
+        self.engine_ms: dict[str, float] = {}  # auto with an int8 trunk: each candidate's time on one image
         self.engine = self._pick_engine(engine)
-        # id(torch trunk) -> what runs it; a shared trunk appears once
-        self.trunks = {id(m.trunk): m.trunk for m in self.models.values()}
-        if self.engine == "onnx":
-            specs = {id(m.trunk): self.infos[f].spec for f, m in self.models.items()}
+        if self.engine in ("onnx", "onnx-int8"):
             try:
-                runners = {key: onnx_trunk.OnnxTrunk(trunk, (3, specs[key].height, specs[key].width))
-                           for key, trunk in self.trunks.items()}
+                self.trunks = self._onnx_trunks(int8_graph=self.engine == "onnx-int8")
             except Exception as e:  # a trunk the exporter cannot handle: PyTorch still reads it
-                if engine == "onnx":
+                if engine != "auto":
                     raise CaptchaError(f"cannot run this trunk in ONNX Runtime: {e}") from None
                 warnings.warn(f"ONNX export failed ({e}); reading with PyTorch instead", RuntimeWarning)
                 self.engine = "torch"
-            else:
-                self.trunks = runners
+        if engine == "auto" and precision == "auto" and self._int8_usable():
+            self._race()
 
     @property
     def precision(self) -> str:
-        return "bf16" if self.bf16 else "fp32"
+        return "int8" if self.engine == "onnx-int8" else "bf16" if self.bf16 else "fp32"
 
     def _pick_engine(self, engine: str) -> str:
         """auto: ONNX Runtime for fp32 when it is installed (about 2x PyTorch eager on AVX2 CPUs),
-        PyTorch for bf16 (CPUs with native bf16, where its oneDNN kernels are the fast path)."""
-        if engine == "onnx":
+        PyTorch for bf16 (CPUs with native bf16, where its oneDNN kernels are the fast path); then,
+        if the weights carry an int8 trunk that passed its check, whichever of the two is faster
+        here (`_race`). onnx-int8: that int8 trunk, or a message saying why not."""
+        if engine in ("onnx", "onnx-int8"):
             if self.bf16:
-                raise ValueError("the onnx engine runs fp32; use precision fp32 or auto with it")
+                raise ValueError(f"the {engine} engine does not run bf16; use precision auto or fp32 with it")
             if not onnx_trunk.available():
-                raise CaptchaError("the onnx engine needs onnxruntime and onnxscript (pip install -r requirements.txt)")
-            return "onnx"
+                raise CaptchaError(f"the {engine} engine needs onnxruntime and onnxscript (pip install -r requirements.txt)")
+            if engine == "onnx-int8":
+                for info in self.infos.values():
+                    if (why := int8.refusal(info.int8)) is not None:
+                        raise CaptchaError(f"{info.path}: {why}; use --engine onnx or auto")
+            return engine
         if engine == "auto" and not self.bf16 and onnx_trunk.available():
             return "onnx"
         return "torch"
+
+    def _int8_usable(self) -> bool:
+        return onnx_trunk.available() and all(info.int8.get("check", {}).get("passed") for info in self.infos.values())
+
+    def _onnx_trunks(self, int8_graph: bool) -> dict:
+        specs = {id(m.trunk): self.infos[f].spec for f, m in self.models.items()}
+        records = {id(m.trunk): self.infos[f].int8 for f, m in self.models.items()}
+        runners = {}
+        for key, trunk in self.torch_trunks.items():
+            chw = (3, specs[key].height, specs[key].width)
+            graph = None
+            if int8_graph:
+                graph = int8.build(onnx_trunk.load_or_export(trunk, chw), records[key]["ranges"], records[key]["settings"])
+            runners[key] = onnx_trunk.OnnxTrunk(trunk, chw, graph=graph)
+        return runners
+
+    @torch.inference_mode()
+    def _race(self, runs: int = 5) -> None:
+        """Time the chosen engine against the int8 trunk on one image (median of `runs` after a
+        warm-up) and keep the faster: int8 wins by far on VNNI/AMX CPUs, by less on AVX2 ones."""
+        x = {spec: torch.zeros(1, 3, spec.height, spec.width) for spec in {i.spec for i in self.infos.values()}}
+        contenders = [(self.engine, self.bf16, self.trunks)]
+        try:
+            contenders.append(("onnx-int8", False, self._onnx_trunks(int8_graph=True)))
+        except Exception as e:
+            warnings.warn(f"the int8 trunk could not be built ({e}); reading without it", RuntimeWarning)
+            return
+        for name, bf16, trunks in contenders:
+            self.engine, self.bf16, self.trunks = name, bf16, trunks
+            self._logits(x)
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                self._logits(x)
+                times.append((time.perf_counter() - t0) * 1000)
+            self.engine_ms[name] = float(np.median(times))
+        best = min(self.engine_ms, key=self.engine_ms.get)
+        self.engine, self.bf16, self.trunks = next(c for c in contenders if c[0] == best)
 
     def _share_trunk(self) -> bool:
         """Forms trained together (train.py --form joint) hold the same trunk: run it once per image."""
@@ -262,7 +306,7 @@ class Recognizer:
 
     def describe(self) -> dict:
         return {form: {"arch": info.arch, "spec": json.loads(info.spec.to_json()), "summary": info.summary,
-                       "calibration": info.calibration}
+                       "calibration": info.calibration, "int8": info.int8.get("check")}
                 for form, info in self.infos.items()}
 
     @property

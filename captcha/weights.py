@@ -38,6 +38,7 @@ class WeightsInfo:
     summary: dict = field(default_factory=dict)
     path: Path | None = None
     calibration: dict = field(default_factory=dict)  # {} when never fitted: temperature 1, no threshold
+    int8: dict = field(default_factory=dict)  # the int8 trunk's ranges and self-check (captcha/int8.py), if made
 
     @property
     def temperature(self) -> float:
@@ -66,12 +67,17 @@ def save_weights(path, model: torch.nn.Module, form: str, arch: str, summary: di
 
 
 def write_calibration(path, calibration: dict) -> Path:
-    """Store `calibration` in an existing weights file's metadata; its tensors are written back
+    """Store `calibration` in an existing weights file's metadata (tensors unchanged)."""
+    return update_metadata(path, calibration=calibration)
+
+
+def update_metadata(path, **entries: dict) -> Path:
+    """Store JSON `entries` in an existing weights file's metadata; its tensors are written back
     unchanged (same names, dtypes and bytes), atomically."""
     read_info(path)  # refuse anything that is not a readable weights file first
     with safe_open(str(path), framework="pt") as f:
         metadata = dict(f.metadata())
-    metadata["calibration"] = json.dumps(calibration, sort_keys=True)
+    metadata.update({key: json.dumps(value, sort_keys=True) for key, value in entries.items()})
     return _write(Path(path), load_file(str(path)), metadata)
 
 
@@ -117,6 +123,7 @@ def read_info(path) -> WeightsInfo:
             summary=json.loads(metadata.get("summary") or "{}"),
             path=path,
             calibration=json.loads(metadata.get("calibration") or "{}"),
+            int8=json.loads(metadata.get("int8") or "{}"),
         )
         if not 0 < info.temperature < float("inf"):
             raise ValueError(f"calibration temperature {info.temperature}")

@@ -178,6 +178,32 @@ def test_concurrent_requests_all_read_correctly(server, sample_images, recognize
         assert texts(r.json()) == texts(recognizer.predict(p).to_dict())
 
 
+def test_images_waiting_together_are_read_together_as_they_would_be_alone(recognizer, sample_images):
+    import threading
+    import app
+    service = app.Service(recognizer, max_upload_mb=MAX_UPLOAD_MB, max_batch=MAX_BATCH)
+    gate = threading.Event()
+    busy = service.submit(gate.wait)  # the inference thread is busy: the reads below queue up
+    samples = sample_images[:4]
+    futures = [service.submit(app.READ, p.name, p.read_bytes(), None) for p in samples]
+    bad = service.submit(app.READ, "bad.png", b"not an image", None)
+    strict = service.submit(app.READ, samples[0].name, samples[0].read_bytes(), 1.0)
+    gate.set()
+    busy.result(timeout=30)
+    with pytest.raises(Exception, match="not an image"):
+        bad.result(timeout=60)  # a bad image fails its own request only
+    for p, future in zip(samples, futures):
+        _, together = future.result(timeout=60)
+        alone = recognizer.predict(p)
+        for form in ("one_go", "sequential"):
+            a, b = getattr(together, form), getattr(alone, form)
+            assert a.text == b.text and a.confidence == pytest.approx(b.confidence, rel=1e-4, abs=1e-7)
+        assert together.answer.text == alone.answer.text
+    assert strict.result(timeout=60)[1].answer.sure is False  # its own threshold, though read with the others
+    # one batch of the four good images (the bad one took the fifth place of max_batch), then the last alone
+    assert service.batch_sizes == [len(samples), 1]
+
+
 def test_openapi_lists_the_routes(server):
     assert httpx.get(f"{server}/docs").status_code == 200
     paths = httpx.get(f"{server}/openapi.json").json()["paths"]

@@ -169,6 +169,14 @@ def test_bench_reports_latency_and_throughput(tiny_weights):
     assert set(data["forms"]) == {"one_go", "sequential"}
     assert 0 < data["single_image"]["p50_ms"] <= data["single_image"]["p95_ms"]
     assert data["batch"]["images_per_s"] > 0
+    engines = data["compare"]["engines"]  # every engine, timed in the same run, against plain PyTorch
+    assert {"torch fp32", "onnx fp32"} <= set(engines) and data["compare"]["reference_ms"] > 0
+    for row in engines.values():
+        assert row["ratio_to_reference"] == pytest.approx(row["single_image"]["p50_ms"] / data["compare"]["reference_ms"],
+                                                          rel=0.02)
+    only = json.loads(cli("bench", "--weights", tiny_weights, "--runs", "3", "--batch-size", "2", "--engine", "onnx",
+                          "--json").stdout)
+    assert only["engine"] == "onnx" and "compare" not in only
 
 
 def test_bench_train_throughput():

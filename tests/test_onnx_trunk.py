@@ -63,7 +63,7 @@ def test_unwritable_cache_costs_only_the_export(tiny_weights, tmp_path, monkeypa
 def test_engine_choices_and_refusals(tiny_weights, monkeypatch):
     with pytest.raises(ValueError, match="engine must be one of"):
         Recognizer.from_pretrained(tiny_weights, engine="tensorrt")
-    with pytest.raises(ValueError, match="onnx engine runs fp32"):
+    with pytest.raises(ValueError, match="onnx engine does not run bf16"):
         Recognizer.from_pretrained(tiny_weights, precision="bf16", engine="onnx")
     assert Recognizer.from_pretrained(tiny_weights, precision="bf16").engine == "torch"
     assert Recognizer.from_pretrained(tiny_weights, precision="fp32").engine == "onnx"
