@@ -112,6 +112,8 @@ def parse_args(argv=None):
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), fp32 elsewhere")
     g.add_argument("--threads", type=int, help="torch CPU threads per process")
+    g.add_argument("--no-int8", dest="int8", action="store_false",
+                   help="do not make the int8 trunk at the end (python -m captcha quantize makes it later)")
     args = p.parse_args(argv)
     if sum(v is not None for v in (args.epochs, args.steps, args.minutes)) > 1:
         p.error("give one of --epochs, --steps or --minutes")
@@ -580,6 +582,25 @@ def calibrate_saved(args, spec: CaptchaSpec, val_set, rt: Runtime, forms: list[s
                  f"(answer: {fitted['answer_threshold']:.3f})")
 
 
+def quantize_saved(args, spec: CaptchaSpec, folders: dict, rt: Runtime, forms: list[str],
+                   calibrate: int = 300, check: int = 1000) -> None:
+    """Make the saved weights' int8 trunk from --data images (captcha/int8.py): ranges measured on
+    `calibrate` of them, checked on up to `check` others; it is used only if the check passes."""
+    from captcha import int8, onnx_trunk
+    samples = [s for folder in (args.data or []) for s in checked({folder: folders[folder]}, spec, args, rt)[folder]]
+    need = calibrate + int8.MIN_CHECK_IMAGES
+    if not args.int8 or not onnx_trunk.available() or len(samples) < need:
+        why = ("--no-int8" if not args.int8 else "onnxruntime is not installed" if not onnx_trunk.available()
+               else f"{len(samples)} labelled images in --data; it needs {need}")
+        rt.print(f"int8 trunk: not made ({why}); python -m captcha quantize --weights {args.out} --data DIR makes it")
+        return
+    rec = Recognizer.from_pretrained(args.out, forms=forms, spec=spec, precision="fp32", engine="onnx")
+    c = int8.quantize(rec, *int8.split(samples, calibrate, check))["check"]
+    verdict = "used where faster" if c["passed"] else f"not used: {c['why']}"
+    rt.print(f"int8 trunk: readings agree with fp32 on {c['agreement']:.2%} of {c['images']} images "
+             f"({c['reread_share']:.1%} re-read in fp32); {verdict}")
+
+
 def rounded(result: dict) -> dict:
     return {k: rounded(v) if isinstance(v, dict) else round(v, 5) if isinstance(v, float) else v
             for k, v in result.items()}
@@ -615,8 +636,9 @@ def main(argv=None) -> int:
             rt.print(f"{form}: best val full-string {best['string_accuracy']:.2%} at step {best.get('step')} "
                      f"-> {', '.join(str(args.out / FILENAMES[part]) for part in saved)}")
         if rt.main:
-            calibrate_saved(args, spec, val_set, rt, ["one_go", "sequential"] if args.form in ("both", "joint")
-                            else [form_name(args.form)])
+            saved = ["one_go", "sequential"] if args.form in ("both", "joint") else [form_name(args.form)]
+            calibrate_saved(args, spec, val_set, rt, saved)
+            quantize_saved(args, spec, folders, rt, saved)
     finally:
         if isinstance(batches, StreamBatches):
             batches.buffer.close()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -140,7 +139,7 @@ def cmd_calibrate(args) -> int:
 
 def cmd_quantize(args) -> int:
     from .data import scan_folder
-    from .int8 import MIN_CHECK_IMAGES, quantize
+    from .int8 import MIN_CHECK_IMAGES, quantize, split
     from .recognizer import Recognizer, set_threads
     set_threads(args.threads)
     rec = Recognizer.from_pretrained(args.weights, precision="fp32", engine="onnx")
@@ -153,11 +152,11 @@ def cmd_quantize(args) -> int:
         raise CaptchaError(f"{' '.join(map(str, args.data))}: {len(samples)} labelled images; the int8 trunk needs {need} "
                            f"({args.calibrate} to calibrate, {MIN_CHECK_IMAGES} others to check it): add images "
                            f"of the weights' own style, or lower --calibrate")
-    ordered = sorted(samples, key=lambda s: hashlib.sha256(s.path.name.encode()).hexdigest())  # a fixed mix
-    record = quantize(rec, [s.path for s in ordered[:args.calibrate]], ordered[args.calibrate:])
+    record = quantize(rec, *split(samples, args.calibrate))
     check = record["check"]
     print(f"int8 trunk calibrated on {args.calibrate} images, checked on {check['images']} others: readings agree "
-          f"with fp32 on {check['agreement']:.2%}; answer accuracy {check['accuracy']['fp32']:.2%} fp32, "
+          f"with fp32 on {check['agreement']:.2%} ({check['agreement_without_rereads']:.2%} before re-reading in fp32 "
+          f"the {check['reread_share']:.1%} read below {check['reread_below']:.0%}); answer accuracy {check['accuracy']['fp32']:.2%} fp32, "
           f"{check['accuracy']['int8']:.2%} int8; answer ECE {check['ece_fp32']:.2%} -> {check['ece_int8']:.2%}")
     if not check["passed"]:
         print(f"not used: {check['why']}; --engine auto keeps to fp32", file=sys.stderr)
@@ -195,7 +194,8 @@ def cmd_clean(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench, train_throughput
+    from .bench import bench, encode, train_throughput
+    from .data import list_images
     from .images import open_image
     from .recognizer import set_threads
     from .synth import generate
@@ -210,11 +210,18 @@ def cmd_bench(args) -> int:
                           "threads": set_threads(None), "images_per_s": rows}, indent=2))
         return 0
     rec = _recognizer(args)
-    image = open_image(args.image) if args.image else generate("aB3xY", seed=0)
-    result = bench(rec, image, runs=args.runs, batch_size=args.batch_size)
+    if args.image and Path(args.image).is_dir():
+        files = list_images(args.image)[:args.images]
+        if not files:
+            raise CaptchaError(f"{args.image}: no images to time; pass a folder of CAPTCHAs or one image file")
+        images = [open_image(p) for p in files]
+    else:
+        images = [open_image(args.image) if args.image else generate("aB3xY", seed=0)]
+    encoded = [encode(im) for im in images]
+    result = bench(rec, encoded, runs=args.runs, batch_size=args.batch_size)
     if args.engine == "auto" and args.precision == "auto":  # every engine, unless one was asked for
         from .bench import compare
-        result["compare"] = compare(rec, image, runs=args.runs, batch_size=args.batch_size)
+        result["compare"] = compare(rec, images, runs=args.runs, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -227,13 +234,16 @@ def cmd_bench(args) -> int:
         c = result["compare"]
         print(f"\nevery engine, this run (single image from its PNG bytes, decode included; reference: the plain "
               f"PyTorch fp32 trunk, batch 1, {c['threads']} threads: {c['reference_ms']} ms)\n")
-        print("| engine | p50 ms | p95 ms | x reference | batch images/s |\n|---|---|---|---|---|")
+        print("| engine | p50 ms | p95 ms | x reference | batch images/s | batch ms/image: decode, preprocess, "
+              "trunk, heads, re-reads (share) |\n|---|---|---|---|---|---|")
         for name, row in c["engines"].items():
             if "error" in row:
-                print(f"| {name} | not run: {row['error']} | | | |")
+                print(f"| {name} | not run: {row['error']} | | | | |")
             else:
+                st = row["batch_ms_per_image"]
                 print(f"| {name} | {row['single_image']['p50_ms']} | {row['single_image']['p95_ms']} | "
-                      f"{row['ratio_to_reference']} | {row['batch']['images_per_s']} |")
+                      f"{row['ratio_to_reference']} | {row['batch']['images_per_s']} | "
+                      f"{st['decode']}, {st['preprocess']}, {st['trunk']}, {st['heads']}, {st['rereads']} ({st['reread_share']:.0%}) |")
     return 0
 
 
@@ -371,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "what auto picks, then every engine side by side against plain PyTorch "
                                      "(only the one asked for with --engine/--precision)")
     model_options(q)
-    q.add_argument("--image", help="image to read (default: a generated one)")
+    q.add_argument("--image", help="an image, or a folder of them read in turn (default: a generated one)")
+    q.add_argument("--images", type=int, default=256, help="with a folder: how many of its images (default 256)")
     q.add_argument("--runs", type=int, default=50)
     q.add_argument("--batch-size", type=int, default=32)
     q.add_argument("--json", action="store_true")

@@ -21,21 +21,30 @@ def _percentiles(times_ms: list[float]) -> dict:
             "mean_ms": round(float(a.mean()), 2)}
 
 
-def bench(recognizer: Recognizer, image, runs: int = 50, warmup: int = 5, batch_size: int = 32,
+def encode(image) -> bytes:
+    """An image as the PNG bytes a client would send: what the single-image timings start from."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def bench(recognizer: Recognizer, images: list, runs: int = 50, warmup: int = 5, batch_size: int = 32,
           batches: int = 3) -> dict:
-    """Latency of `predict(image)` (decode + both forms) and images/s of `predict_batch`."""
-    for _ in range(warmup):
-        recognizer.predict(image)
+    """Latency of `predict` (decode + every form) over `images` in turn, and images/s of
+    `predict_batch` over `batches` batches of them. Distinct images matter: the int8 engine
+    re-reads doubtful ones in fp32, and the same image over and over would hide that cost."""
+    for i in range(warmup):
+        recognizer.predict(images[i % len(images)])
     single = []
-    for _ in range(runs):
+    for i in range(runs):
         t0 = time.perf_counter()
-        recognizer.predict(image)
+        recognizer.predict(images[i % len(images)])
         single.append((time.perf_counter() - t0) * 1000)
-    recognizer.predict_batch([image] * batch_size, batch_size)
+    batch = [images[i % len(images)] for i in range(batch_size * batches)]
+    recognizer.predict_batch(batch[:batch_size], batch_size)
     t0 = time.perf_counter()
-    for _ in range(batches):
-        recognizer.predict_batch([image] * batch_size, batch_size)
-    throughput = batches * batch_size / (time.perf_counter() - t0)
+    recognizer.predict_batch(batch, batch_size)
+    throughput = len(batch) / (time.perf_counter() - t0)
     return {
         "forms": list(recognizer.models),
         "archs": {f: i.arch for f, i in recognizer.infos.items()},
@@ -46,9 +55,49 @@ def bench(recognizer: Recognizer, image, runs: int = 50, warmup: int = 5, batch_
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # AVX2, AVX512, ...: what the kernels can use
+        "distinct_images": len(images),
         "single_image": {"runs": runs, **_percentiles(single)},
-        "batch": {"batch_size": batch_size, "images_per_s": round(throughput, 1)},
+        "batch": {"batch_size": batch_size, "images": len(batch), "images_per_s": round(throughput, 1)},
     }
+
+
+@torch.inference_mode()
+def stages(recognizer: Recognizer, images: list, batch_size: int = 32) -> dict:
+    """Where a batch's time goes, in ms per image: decoding the bytes, geometry and normalisation,
+    the trunk, the heads (and turning logits into readings), fp32 re-reads of doubtful readings."""
+    from .images import open_image
+    batch = [images[i % len(images)] for i in range(batch_size)]
+    recognizer.predict_batch(batch, batch_size)  # warm
+    t = {}
+    t0 = time.perf_counter()
+    decoded = [open_image(im) for im in batch]
+    t["decode"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    inputs = recognizer._inputs(decoded)
+    t["preprocess"] = time.perf_counter() - t0
+    features = {}
+    t0 = time.perf_counter()
+    for form, model in recognizer.models.items():
+        spec = recognizer.infos[form].spec
+        if (id(model.trunk), spec) not in features:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recognizer.bf16):
+                features[id(model.trunk), spec] = recognizer.trunks[id(model.trunk)](
+                    inputs[spec].contiguous(memory_format=torch.channels_last))
+    t["trunk"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    logits = {}
+    for form, model in recognizer.models.items():
+        f = features[id(model.trunk), recognizer.infos[form].spec]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recognizer.bf16):
+            logits[form] = model.read_with_maps(f) if form == "sequential" else (model.read(f), None)
+    readings = recognizer._calibrated_readings(logits)
+    t["heads"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if doubtful := recognizer._doubtful(readings):
+        again = {spec: x[doubtful] for spec, x in inputs.items()}
+        recognizer._calibrated_readings(recognizer._logits(again, recognizer.fp32_trunks))
+    t["rereads"] = time.perf_counter() - t0
+    return {**{k: round(v * 1000 / batch_size, 2) for k, v in t.items()}, "reread_share": len(doubtful) / batch_size}
 
 
 def reference_ms(recognizer: Recognizer, runs: int = 15, warmup: int = 3) -> float:
@@ -68,14 +117,13 @@ def reference_ms(recognizer: Recognizer, runs: int = 15, warmup: int = 3) -> flo
     return float(np.median(times))
 
 
-def compare(recognizer: Recognizer, image, runs: int = 50, batch_size: int = 32) -> dict:
-    """Every engine these weights can run here, timed in the same run on the image's encoded bytes
-    (decode included), with each one's single-image p50 over the plain PyTorch reference."""
+def compare(recognizer: Recognizer, images: list, runs: int = 50, batch_size: int = 32) -> dict:
+    """Every engine these weights can run here, timed in the same run on the images' encoded bytes
+    (decode included), with each one's single-image p50 over the plain PyTorch reference and where
+    its batch time goes."""
     from . import onnx_trunk
     from .recognizer import bf16_is_fast
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    encoded = buffer.getvalue()
+    encoded = [encode(im) for im in images]
     ways = [("torch", "fp32")] + ([("torch", "bf16")] if bf16_is_fast() else [])
     if onnx_trunk.available():
         ways += [("onnx", "fp32")] + ([("onnx-int8", "auto")] if all(i.int8.get("ranges") for i in recognizer.infos.values()) else [])
@@ -91,7 +139,8 @@ def compare(recognizer: Recognizer, image, runs: int = 50, batch_size: int = 32)
             continue
         result = bench(rec, encoded, runs=runs, batch_size=batch_size)
         rows[f"{engine} {rec.precision}"] = {"single_image": result["single_image"], "batch": result["batch"],
-                                             "ratio_to_reference": round(result["single_image"]["p50_ms"] / reference, 3)}
+                                             "ratio_to_reference": round(result["single_image"]["p50_ms"] / reference, 3),
+                                             "batch_ms_per_image": stages(rec, encoded, batch_size)}
     return {"reference_ms": round(reference, 2), "threads": torch.get_num_threads(), "engines": rows}
 
 

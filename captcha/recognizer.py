@@ -188,10 +188,16 @@ class Recognizer:
         self.torch_trunks = {id(m.trunk): m.trunk for m in self.models.values()}
         self.trunks = dict(self.torch_trunks)
         self.engine_ms: dict[str, float] = {}  # auto with an int8 trunk: each candidate's time on one image
+        # The int8 engine re-reads, with the fp32 trunk, every image that a form reads below this
+        # confidence: int8 and fp32 disagree only on such doubtful readings (captcha/int8.py).
+        self.reread_below = int8.REREAD_BELOW
+        self.fp32_trunks: dict | None = None
         self.engine = self._pick_engine(engine)
         if self.engine in ("onnx", "onnx-int8"):
             try:
                 self.trunks = self._onnx_trunks(int8_graph=self.engine == "onnx-int8")
+                if self.engine == "onnx-int8":
+                    self.fp32_trunks = self._onnx_trunks(int8_graph=False)
             except Exception as e:  # a trunk the exporter cannot handle: PyTorch still reads it
                 if engine != "auto":
                     raise CaptchaError(f"cannot run this trunk in ONNX Runtime: {e}") from None
@@ -246,6 +252,7 @@ class Recognizer:
         contenders = [(self.engine, self.bf16, self.trunks)]
         try:
             contenders.append(("onnx-int8", False, self._onnx_trunks(int8_graph=True)))
+            fp32 = self.trunks if self.engine == "onnx" else self._onnx_trunks(int8_graph=False)
         except Exception as e:
             warnings.warn(f"the int8 trunk could not be built ({e}); reading without it", RuntimeWarning)
             return
@@ -260,6 +267,7 @@ class Recognizer:
             self.engine_ms[name] = float(np.median(times))
         best = min(self.engine_ms, key=self.engine_ms.get)
         self.engine, self.bf16, self.trunks = next(c for c in contenders if c[0] == best)
+        self.fp32_trunks = fp32 if best == "onnx-int8" else None
 
     def _share_trunk(self) -> bool:
         """Forms trained together (train.py --form joint) hold the same trunk: run it once per image."""
@@ -378,15 +386,36 @@ class Recognizer:
         return inputs
 
     def _read(self, images) -> dict[str, list[Reading]]:
-        """Every loaded form's readings of `images`, each form's logits divided by its temperature."""
-        return {form: self._readings(self.infos[form].spec, logits.float() / self.infos[form].temperature,
+        """Every loaded form's readings of `images`, each form's logits divided by its temperature.
+        With the int8 trunk, images that any form reads below `reread_below` are read again in fp32."""
+        inputs = self._inputs(images)
+        readings = self._calibrated_readings(self._logits(inputs))
+        if doubtful := self._doubtful(readings):
+            again = self._logits({spec: x[doubtful] for spec, x in inputs.items()}, self.fp32_trunks)
+            for form, rs in self._calibrated_readings(again).items():
+                for j, i in enumerate(doubtful):
+                    readings[form][i] = rs[j]
+        return readings
+
+    def _doubtful(self, readings: dict[str, list[Reading]]) -> list[int]:
+        """Which images the int8 engine reads again in fp32: those a form reads below reread_below."""
+        if self.fp32_trunks is None or self.reread_below <= 0:
+            return []
+        count = len(next(iter(readings.values())))
+        return [i for i in range(count) if any(rs[i].confidence < self.reread_below for rs in readings.values())]
+
+    def _calibrated_readings(self, logits: dict) -> dict[str, list[Reading]]:
+        return {form: self._readings(self.infos[form].spec, lg.float() / self.infos[form].temperature,
                                      None if maps is None else maps.float().numpy())
-                for form, (logits, maps) in self._logits(self._inputs(images)).items()}
+                for form, (lg, maps) in logits.items()}
 
     @torch.inference_mode()
-    def _logits(self, inputs: dict[CaptchaSpec, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    def _logits(self, inputs: dict[CaptchaSpec, torch.Tensor],
+                trunks: dict | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """form -> (logits [batch, length, classes], the sequential form's attention maps or None) of
-        batches of `spec.preprocess` inputs, one per spec; a shared trunk runs once."""
+        batches of `spec.preprocess` inputs, one per spec; a shared trunk runs once. `trunks`: what
+        runs each trunk, if not the engine's."""
+        trunks = self.trunks if trunks is None else trunks
         features, out = {}, {}
         for form, model in self.models.items():
             spec = self.infos[form].spec
@@ -394,7 +423,7 @@ class Recognizer:
                 key = (id(model.trunk), spec)
                 if key not in features:
                     batch = inputs[spec].contiguous(memory_format=torch.channels_last)
-                    features[key] = self.trunks[id(model.trunk)](batch)
+                    features[key] = trunks[id(model.trunk)](batch)
                 if form == "sequential":
                     out[form] = model.read_with_maps(features[key])
                 else:

@@ -68,3 +68,21 @@ def test_the_check_needs_enough_images(tiny_weights, images):
     rec = Recognizer.from_pretrained(tiny_weights, precision="fp32", engine="onnx")
     with pytest.raises(ValueError, match="at least 500 labelled images"):
         int8.quantize(rec, [s.path for s in images[:10]], images[10:])
+
+
+def test_doubtful_readings_are_read_again_in_fp32(tiny_weights, tmp_path, images, monkeypatch):
+    weights, record = quantized(tiny_weights, tmp_path, images, monkeypatch, min_agreement=0.0)
+    check = record["check"]
+    assert check["reread_below"] == int8.REREAD_BELOW and 0 <= check["reread_share"] <= 1
+    paths = [s.path for s in images[10:]]
+    fp32 = Recognizer.from_pretrained(weights, precision="fp32", engine="onnx").predict_batch(paths)
+    q = Recognizer.from_pretrained(weights, engine="onnx-int8")
+    q.reread_below = 1.01  # every reading is doubtful: every image is read in fp32
+    assert [p.to_dict() | {"elapsed_ms": 0} for p in q.predict_batch(paths)] == \
+        [p.to_dict() | {"elapsed_ms": 0} for p in fp32]
+    q.reread_below = 0  # none is: the int8 trunk's own readings, as the check measured them
+    alone = q.predict_batch(paths)
+    agree = sum(a.one_go.text == b.one_go.text and a.sequential.text == b.sequential.text
+                for a, b in zip(fp32, alone)) / len(paths)
+    assert agree == pytest.approx(check["agreement_without_rereads"])
+    assert q._doubtful({"one_go": [p.one_go for p in alone]}) == []

@@ -45,6 +45,8 @@ def test_trains_both_forms_and_loss_goes_down(tmp_path):
         assert 0.25 <= fitted["temperature"] <= 4 and 0 < fitted["threshold"] <= 1
         assert f"{form}: calibrated on 16 validation images" in result.stderr + result.stdout
     assert pred.answer.threshold == max(i.calibration["answer_threshold"] for i in rec.infos.values())
+    assert "int8 trunk: not made (0 labelled images in --data; it needs 800)" in result.stderr + result.stdout
+    assert rec.infos["one_go"].int8 == {}
 
 
 def test_a_folder_of_six_character_captchas_of_another_alphabet(tmp_path):
@@ -303,3 +305,16 @@ def test_bad_labels_get_one_message_naming_the_files(tmp_path, case):
     result = train(*args)
     assert result.returncode == 2 and expect in result.stderr and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert sorted((p, p.stat().st_size) for p in data.rglob("*")) == before
+
+
+def test_a_run_on_enough_labelled_images_ends_with_a_checked_int8_trunk(tmp_path):
+    pytest.importorskip("onnxruntime")
+    data, out = tmp_path / "data", tmp_path / "run"
+    synth.write_folder(data, 820, seed=5, alphabet="0123456789", length=4, width=64, height=32)
+    result = train("--data", str(data), "--alphabet", "0123456789", "--length", "4", "--form", "joint",
+                   "--steps", "4", "--out", str(out), *TINY, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "int8 trunk: readings agree with fp32 on" in result.stderr + result.stdout
+    for info in Recognizer.from_pretrained(out).infos.values():
+        check = info.int8["check"]
+        assert info.int8["ranges"] and info.int8["calibration_images"] == 300 and check["images"] == 820 - 300

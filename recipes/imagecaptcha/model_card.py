@@ -51,6 +51,23 @@ def results_table(evals: dict) -> str:
     return "\n".join(rows)
 
 
+def int8_section(infos: dict) -> str:
+    """The int8 trunk the weights carry (as activation ranges) and its self-check."""
+    record = next(iter(infos.values())).int8
+    if not record.get("check"):
+        return "These weights carry no int8 trunk: `bash recipes/imagecaptcha/calibrate_shipped.sh` makes it."
+    c, st = record["check"], record["settings"]
+    return f"""The weights also carry an int8 trunk for ONNX Runtime (`--engine onnx-int8`; `auto` uses it where it
+is faster), stored as activation ranges (static {st['format']} quantisation, per-channel {st['weights']} weights,
+{st['activations']} activations, reduce_range {st['reduce_range']}, {st['method']}) measured on
+{record['calibration_images']} of the calibration images and rebuilt on first use. Its check on the
+{c['images']} others: the int8 trunk alone reads the same as fp32 on {c['agreement_without_rereads']:.2%} of
+images; every image that a form reads below {c['reread_below']:.0%} confidence ({c['reread_share']:.1%} of
+them) is read again in fp32, and then readings agree on {c['agreement']:.2%}. Answer accuracy
+{pct(c['accuracy']['fp32'])} fp32, {pct(c['accuracy']['int8'])} int8; answer ECE {pct(c['ece_fp32'])} fp32,
+{pct(c['ece_int8'])} int8. {'It passed: it is used.' if c['passed'] else 'It failed (' + c['why'] + '): it is not used.'}"""
+
+
 def confidence_section(infos: dict, evals: dict) -> str:
     """The calibration the weights carry, and how it holds on the held-out sets."""
     fits = {form: info.calibration for form, info in infos.items()}
@@ -297,6 +314,10 @@ Held-out sets: {'; '.join(f'`{k}`: {v}' for k, v in SETS.items())}; see
 
 {confidence_section(infos, evals)}
 
+### int8
+
+{int8_section(infos)}
+
 Most frequent confusions (truth -> read, count of characters):
 
 {confusions(evals)}
@@ -304,7 +325,7 @@ Most frequent confusions (truth -> read, count of characters):
 The 30 sample images in `data/` (drawn by the library, seeds disjoint from training, provenance in
 `data/README.md`; `python -m captcha evaluate data`): {sample_line}.
 
-Speed (`python -m captcha bench --image <a held-out image>`): both forms on one image, decode and
+Speed (`python -m captcha bench --image heldout-v03 --images 256 --batch-size 64`, `auto`): both forms on one image, decode and
 preprocessing included, p50 {single['p50_ms']} ms, p95 {single['p95_ms']} ms
 ({bench['precision']}{engine_note(bench)}, {bench['threads']} threads, {bench['machine']}{cpu_note(bench)}, {bench['cpu_count']} cores);
 batches of {bench['batch']['batch_size']}: {bench['batch']['images_per_s']} images/s.
