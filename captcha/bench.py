@@ -138,7 +138,8 @@ def compare(recognizer: Recognizer, images: list, runs: int = 50, batch_size: in
             rows[f"{engine} {precision}"] = {"error": str(e)}
             continue
         result = bench(rec, encoded, runs=runs, batch_size=batch_size)
-        rows[f"{engine} {rec.precision}"] = {"single_image": result["single_image"], "batch": result["batch"],
+        name = engine if engine == "onnx-int8" else f"{engine} {rec.precision}"
+        rows[name] = {"single_image": result["single_image"], "batch": result["batch"],
                                              "ratio_to_reference": round(result["single_image"]["p50_ms"] / reference, 3),
                                              "batch_ms_per_image": stages(rec, encoded, batch_size)}
     return {"reference_ms": round(reference, 2), "threads": torch.get_num_threads(), "engines": rows}
