@@ -587,7 +587,7 @@ def quantize_saved(args, spec: CaptchaSpec, folders: dict, rt: Runtime, forms: l
     """Make the saved weights' int8 trunk from --data images (captcha/int8.py): ranges measured on
     `calibrate` of them, checked on up to `check` others; it is used only if the check passes."""
     from captcha import int8, onnx_trunk
-    samples = [s for folder in (args.data or []) for s in checked({folder: folders[folder]}, spec, args, rt)[folder]]
+    samples = [s for group in checked({f: folders[f] for f in args.data or []}, spec, args, rt).values() for s in group]
     need = calibrate + int8.MIN_CHECK_IMAGES
     if not args.int8 or not onnx_trunk.available() or len(samples) < need:
         why = ("--no-int8" if not args.int8 else "onnxruntime is not installed" if not onnx_trunk.available()

@@ -221,7 +221,7 @@ def cmd_bench(args) -> int:
     result = bench(rec, encoded, runs=args.runs, batch_size=args.batch_size)
     if args.engine == "auto" and args.precision == "auto":  # every engine, unless one was asked for
         from .bench import compare
-        result["compare"] = compare(rec, images, runs=args.runs, batch_size=args.batch_size)
+        result["compare"] = compare(rec, encoded, runs=args.runs, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

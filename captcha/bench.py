@@ -75,21 +75,11 @@ def stages(recognizer: Recognizer, images: list, batch_size: int = 32) -> dict:
     t0 = time.perf_counter()
     inputs = recognizer._inputs(decoded)
     t["preprocess"] = time.perf_counter() - t0
-    features = {}
     t0 = time.perf_counter()
-    for form, model in recognizer.models.items():
-        spec = recognizer.infos[form].spec
-        if (id(model.trunk), spec) not in features:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recognizer.bf16):
-                features[id(model.trunk), spec] = recognizer.trunks[id(model.trunk)](
-                    inputs[spec].contiguous(memory_format=torch.channels_last))
+    features = recognizer._features(inputs)
     t["trunk"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    logits = {}
-    for form, model in recognizer.models.items():
-        f = features[id(model.trunk), recognizer.infos[form].spec]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recognizer.bf16):
-            logits[form] = model.read_with_maps(f) if form == "sequential" else (model.read(f), None)
+    logits = recognizer._heads(features)
     readings = recognizer._calibrated_readings(logits)
     t["heads"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -117,13 +107,12 @@ def reference_ms(recognizer: Recognizer, runs: int = 15, warmup: int = 3) -> flo
     return float(np.median(times))
 
 
-def compare(recognizer: Recognizer, images: list, runs: int = 50, batch_size: int = 32) -> dict:
+def compare(recognizer: Recognizer, encoded: list[bytes], runs: int = 50, batch_size: int = 32) -> dict:
     """Every engine these weights can run here, timed in the same run on the images' encoded bytes
     (decode included), with each one's single-image p50 over the plain PyTorch reference and where
     its batch time goes."""
     from . import onnx_trunk
     from .recognizer import bf16_is_fast
-    encoded = [encode(im) for im in images]
     ways = [("torch", "fp32")] + ([("torch", "bf16")] if bf16_is_fast() else [])
     if onnx_trunk.available():
         ways += [("onnx", "fp32")] + ([("onnx-int8", "auto")] if all(i.int8.get("ranges") for i in recognizer.infos.values()) else [])
@@ -140,8 +129,8 @@ def compare(recognizer: Recognizer, images: list, runs: int = 50, batch_size: in
         result = bench(rec, encoded, runs=runs, batch_size=batch_size)
         name = engine if engine == "onnx-int8" else f"{engine} {rec.precision}"
         rows[name] = {"single_image": result["single_image"], "batch": result["batch"],
-                                             "ratio_to_reference": round(result["single_image"]["p50_ms"] / reference, 3),
-                                             "batch_ms_per_image": stages(rec, encoded, batch_size)}
+                      "ratio_to_reference": round(result["single_image"]["p50_ms"] / reference, 3),
+                      "batch_ms_per_image": stages(rec, encoded, batch_size)}
     return {"reference_ms": round(reference, 2), "threads": torch.get_num_threads(), "engines": rows}
 
 

@@ -145,7 +145,7 @@ def quantize(recognizer, calibration_images, check_samples, min_check: int = MIN
 
 def split(samples, calibrate: int = 300, check: int | None = None):
     """(calibration paths, check samples): a fixed mix by file-name hash, so reruns agree."""
-    ordered = sorted(samples, key=lambda s: hashlib.sha256(str(s.path.name).encode()).hexdigest())
+    ordered = sorted(samples, key=lambda s: hashlib.sha256(s.path.name.encode()).hexdigest())
     rest = ordered[calibrate:]
     return [s.path for s in ordered[:calibrate]], rest if check is None else rest[:check]
 

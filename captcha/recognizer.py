@@ -252,7 +252,6 @@ class Recognizer:
         contenders = [(self.engine, self.bf16, self.trunks)]
         try:
             contenders.append(("onnx-int8", False, self._onnx_trunks(int8_graph=True)))
-            fp32 = self.trunks if self.engine == "onnx" else self._onnx_trunks(int8_graph=False)
         except Exception as e:
             warnings.warn(f"the int8 trunk could not be built ({e}); reading without it", RuntimeWarning)
             return
@@ -267,7 +266,9 @@ class Recognizer:
             self.engine_ms[name] = float(np.median(times))
         best = min(self.engine_ms, key=self.engine_ms.get)
         self.engine, self.bf16, self.trunks = next(c for c in contenders if c[0] == best)
-        self.fp32_trunks = fp32 if best == "onnx-int8" else None
+        if best == "onnx-int8":  # its fp32 re-reads: the onnx engine's trunks, or built now
+            fp32 = next((t for name, _, t in contenders if name == "onnx"), None)
+            self.fp32_trunks = fp32 or self._onnx_trunks(int8_graph=False)
 
     def _share_trunk(self) -> bool:
         """Forms trained together (train.py --form joint) hold the same trunk: run it once per image."""
@@ -409,25 +410,33 @@ class Recognizer:
                                      None if maps is None else maps.float().numpy())
                 for form, (lg, maps) in logits.items()}
 
-    @torch.inference_mode()
     def _logits(self, inputs: dict[CaptchaSpec, torch.Tensor],
                 trunks: dict | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """form -> (logits [batch, length, classes], the sequential form's attention maps or None) of
         batches of `spec.preprocess` inputs, one per spec; a shared trunk runs once. `trunks`: what
         runs each trunk, if not the engine's."""
+        return self._heads(self._features(inputs, trunks))
+
+    @torch.inference_mode()
+    def _features(self, inputs: dict[CaptchaSpec, torch.Tensor], trunks: dict | None = None) -> dict:
+        """(id(trunk), spec) -> that trunk's features of the inputs for that spec; each runs once."""
         trunks = self.trunks if trunks is None else trunks
-        features, out = {}, {}
+        features = {}
         for form, model in self.models.items():
-            spec = self.infos[form].spec
+            key = (id(model.trunk), self.infos[form].spec)
+            if key not in features:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                    features[key] = trunks[id(model.trunk)](inputs[key[1]].contiguous(memory_format=torch.channels_last))
+        return features
+
+    @torch.inference_mode()
+    def _heads(self, features: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """form -> (logits, attention maps or None) from `_features`."""
+        out = {}
+        for form, model in self.models.items():
+            f = features[id(model.trunk), self.infos[form].spec]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                key = (id(model.trunk), spec)
-                if key not in features:
-                    batch = inputs[spec].contiguous(memory_format=torch.channels_last)
-                    features[key] = trunks[id(model.trunk)](batch)
-                if form == "sequential":
-                    out[form] = model.read_with_maps(features[key])
-                else:
-                    out[form] = model.read(features[key]), None
+                out[form] = model.read_with_maps(f) if form == "sequential" else (model.read(f), None)
         return out
 
     @staticmethod
