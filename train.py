@@ -7,7 +7,8 @@
     torchrun --nproc_per_node 4 train.py --data DIR ...            # several processes / GPUs (DDP)
 
 Forms: one-go; sequential; both (one-go, then sequential starting from its trunk); joint (one trunk
-with both heads, trained together: one pass per image instead of two). Writes OUT/one_go.safetensors
+with both heads, trained together: one pass per image instead of two); auto, the default: both for a
+fixed length, joint for a length range. Writes OUT/one_go.safetensors
 and/or OUT/sequential.safetensors (the best by validation full-string accuracy), OUT/metrics.json,
 and checkpoints in OUT/checkpoints/ (--resume continues from them). At the end, each saved form's
 confidence is calibrated on the validation images and the fit stored with its weights.
@@ -84,13 +85,17 @@ def parse_args(argv=None):
     g.add_argument("--crop", default="0,0,1,1", help="part of each image the model reads, as fractions "
                    "left,top,right,bottom (e.g. 0,0.25,1,0.75 for text centred vertically)")
     g = p.add_argument_group("model and schedule")
-    g.add_argument("--form", default="both", choices=["one-go", "sequential", "both", "joint"],
+    g.add_argument("--form", default="auto", choices=["auto", "one-go", "sequential", "both", "joint"],
                    help="both: two models, one after the other; joint: one trunk with both heads, trained "
-                        "together (one pass per image instead of two; the two files share their trunk)")
+                        "together (one pass per image instead of two; the two files share their trunk); auto: both "
+                        "for a fixed length, joint for a range (its heads need more steps than half a budget buys)")
     g.add_argument("--arch", default="resnet50", help="any timm CNN (default resnet50)")
-    g.add_argument("--attention", choices=["strips", "chain"], help="how the sequential form's positions find their "
-                   "characters: equal strips (default), or each one learned step right of the previous (for length "
-                   "ranges; it measured no better, see benchmarks/own_captchas.md)")
+    g.add_argument("--attention", choices=["strips", "chain", "lengths"], help="how the sequential form's positions "
+                   "find their characters: equal strips (fixed lengths' default); for a length range, one set of "
+                   "strips per length weighed by a length classifier (lengths, the default), or each position one "
+                   "learned step right of the previous (chain); see benchmarks/own_captchas.md")
+    g.add_argument("--one-go-head", choices=["flat", "lengths"], help="the one-go head for a length range: logits "
+                   "under each possible length weighed by a length classifier (lengths, the default), or one flat set")
     g.add_argument("--init", default="auto", help="auto (the shipped weights' trunk for a resnet50, else scratch), "
                    "scratch, imagenet (timm download), or a weights folder/file to fine-tune")
     g.add_argument("--epochs", type=float, help="passes over the training data (default 10)")
@@ -437,7 +442,11 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
 
     # the model: fresh, from --init, from the one-go trunk (--form both), or from the checkpoint
     torch.manual_seed(args.seed + rt.rank)
-    heads = {"attention": args.attention} if args.attention and form in ("sequential", "joint") else {}
+    heads = {}
+    if form in ("sequential", "joint") and (args.attention or spec.variable):
+        heads["attention"] = args.attention or "lengths"
+    if form in ("one_go", "joint") and spec.variable and (args.one_go_head or "lengths") != "flat":
+        heads["head"] = args.one_go_head or "lengths"
     model = build_model(form, spec, arch=args.arch, pretrained=args.init == "imagenet", **heads)
     if ckpt is None and args.init not in ("scratch", "imagenet"):
         init_from(model, args.init, form, spec, args.arch, rt)
@@ -619,6 +628,14 @@ def main(argv=None) -> int:
     rt = Runtime(args)
     folders = read_folders(args, rt)
     spec, args.init = settings.choose(args, folders, rt.print)
+    if not spec.variable and "lengths" in (args.attention, args.one_go_head):
+        rt.print(f"error: --attention lengths and --one-go-head lengths read a length range (--length MIN-MAX); "
+                 f"these CAPTCHAs all have {spec.length} characters: leave them out", file=sys.stderr)
+        return 2
+    if args.form == "auto":
+        args.form = "joint" if spec.variable else "both"
+        rt.print(f"form auto: {args.form} " + ("(a length range: both heads learn from every step of one trunk)"
+                                               if spec.variable else "(one-go, then sequential from its trunk)"))
     batches, val_set, data_note = make_data(args, spec, rt, folders)
     rt.print(f"data: {data_note}")
     stages = {"both": ["one_go", "sequential"], "joint": ["joint"]}.get(args.form) or [form_name(args.form)]

@@ -174,7 +174,8 @@ def main(argv=None) -> int:
                   for line in (folder / "train.log").read_text().splitlines() if " auto: " in line}
         fold = name in CASE_FOLDED
         results[name] = {
-            "train": n_train, "test": n_test, "minutes": minutes, "settings": f"length {chosen.get('length', 'given')}, input {chosen.get('size', 'given')}",
+            "train": n_train, "test": n_test, "minutes": minutes, "settings": f"length {chosen.get('length', 'given')}, input {chosen.get('size', 'given')}"
+                        + (", form joint" if chosen.get("form", "").startswith("joint") else ""),
             **{form: ev[form]["string_accuracy"] for form in ("one_go", "sequential")},
             **{f"cer_{form}": ev[form]["cer"] for form in ("one_go", "sequential")},
             "ece": {form: ev[form]["trust"]["ece"] for form in ("one_go", "sequential", "answer")},

@@ -70,10 +70,16 @@ class OneGo(nn.Module):
     """Whole image -> every character in one forward pass."""
 
     def __init__(self, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
-                 head_channels: int = 256, dropout: float = 0.2, output_stride: int = 32):
+                 head_channels: int = 256, dropout: float = 0.2, output_stride: int = 32, head: str = "flat"):
         super().__init__()
+        if head not in ("flat", "lengths") or (head == "lengths" and not spec.variable):
+            raise ValueError(f"one-go head {head!r}: flat, or lengths for a length range")
         self.spec = spec
         self.config = dict(head_channels=head_channels, dropout=dropout, output_stride=output_stride)
+        if head != "flat":
+            self.config["head"] = head
+        # head "lengths": logits for every position under each possible length, and the length's own
+        self.lengths = spec.length - spec.min_length + 1 if head == "lengths" else 0
         self.trunk = create_trunk(arch, pretrained, output_stride=output_stride if output_stride != 32 else None)
         channels, h, w = feature_shape(self.trunk, spec)
         self.grid = (h, w)  # feature map size, which the head's linear layer is laid out on
@@ -87,7 +93,7 @@ class OneGo(nn.Module):
         self.head = nn.Sequential(
             nn.Flatten(1),
             nn.Dropout(dropout),
-            nn.Linear(head_channels * h * w, spec.length * spec.num_classes),
+            nn.Linear(head_channels * h * w, spec.length * spec.num_classes * max(1, self.lengths) + self.lengths),
         )
 
     def load_resized(self, state: dict, grid: tuple[int, int]) -> None:
@@ -103,10 +109,38 @@ class OneGo(nn.Module):
     def read(self, features: torch.Tensor) -> torch.Tensor:
         """Trunk features [B, C, h, w] -> logits [B, length, alphabet]."""
         logits = self.head(self.reduce(features))
-        return logits.view(features.shape[0], self.spec.length, self.spec.num_classes)
+        b, n = features.shape[0], self.lengths
+        if not n:
+            return logits.view(b, self.spec.length, self.spec.num_classes)
+        per_length = logits[:, n:].view(b, n, self.spec.length, self.spec.num_classes)
+        return length_mixture(logits[:, :n].float().log_softmax(-1), per_length, self.spec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.read(self.trunk(x))
+
+
+FLOOR = -30.0  # log-probability of what a length rules out: finite, so label smoothing's loss stays finite
+
+
+def length_mixture(log_lengths: torch.Tensor, logits: torch.Tensor, spec: CaptchaSpec) -> torch.Tensor:
+    """Each position's log-probabilities when the reader is unsure of the length.
+
+    log_lengths [B, n]: log P(the CAPTCHA has spec.min_length + i characters); logits [B, n, L, K]:
+    every position's class scores under each length. Under length l, positions before l read a
+    character (never END) and the rest read END, so the result, [B, L, K] of
+    log sum_l P(l) P(class at k | l), serves as logits anywhere a range model's do: a reading is the
+    text before its first END. Why: a CAPTCHA generator spreads 4 characters over the width that 8
+    share, so where character k sits depends on the length; one map per length lets each be simple.
+    """
+    n, length, classes = logits.shape[1:]
+    lengths = torch.arange(spec.min_length, spec.min_length + n, device=logits.device)
+    inside = torch.arange(length, device=logits.device)[None, :] < lengths[:, None]   # [n, L]
+    chars = logits.float().clone()
+    chars[..., spec.end] = FLOOR
+    end = torch.full((classes,), FLOOR, device=logits.device)
+    end[spec.end] = 0.0
+    log_q = torch.where(inside[None, :, :, None], chars.log_softmax(-1), end)          # [B, n, L, K]
+    return torch.logsumexp(log_lengths.float()[:, :, None, None] + log_q, dim=1)
 
 
 def strip_prior(length: int, h: int, w: int, strength: float = 4.0) -> torch.Tensor:
@@ -134,6 +168,8 @@ class Sequential(nn.Module):
     each later position adds where the previous one looked, moved by a learned step
     (`step_bias`, log-weights per column offset, started one average character to the right),
     so the positions follow the text whatever its length, and END is read past its end.
+    "lengths", what train.py uses for ranges: one set of learned strip priors per possible length
+    (length l starts as l equal strips), mixed by a length classifier on the pooled features.
     """
 
     def __init__(self, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
@@ -141,8 +177,10 @@ class Sequential(nn.Module):
         super().__init__()
         self.spec = spec
         self.attention = attention or "strips"
-        if self.attention not in ("strips", "chain"):
-            raise ValueError(f"unknown attention {attention!r}; strips or chain")
+        if self.attention not in ("strips", "chain", "lengths"):
+            raise ValueError(f"unknown attention {attention!r}; strips, chain or lengths")
+        if self.attention == "lengths" and not spec.variable:
+            raise ValueError("attention 'lengths' is for a length range")
         self.config = dict(dropout=dropout, output_stride=output_stride)
         if attention:
             self.config["attention"] = self.attention
@@ -153,6 +191,11 @@ class Sequential(nn.Module):
         self.attend = nn.Conv2d(channels, spec.length, 1)
         if self.attention == "strips":
             self.position_bias = nn.Parameter(strip_prior(spec.length, h, w))
+        elif self.attention == "lengths":  # [lengths, positions, h, w]: l equal strips for length l
+            priors = [torch.cat([strip_prior(n, h, w), torch.zeros(spec.length - n, h, w)])
+                      for n in range(spec.min_length, spec.length + 1)]
+            self.position_bias = nn.Parameter(torch.stack(priors))
+            self.length_head = nn.Linear(channels, len(priors))
         else:
             slots = (spec.min_length + spec.length) / 2  # a typical CAPTCHA's characters
             bias = torch.zeros(spec.length, h, w)
@@ -181,6 +224,8 @@ class Sequential(nn.Module):
     def read_with_maps(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trunk features [B, C, h, w] -> (logits, maps), as forward_with_maps."""
         b, c, h, w = features.shape
+        if self.attention == "lengths":
+            return self._read_by_length(features)
         scores = self.attend(features) + self.position_bias.to(features.dtype)
         if self.attention == "strips":
             maps = scores.flatten(2).float().softmax(-1).to(features.dtype)   # [B, L, h*w]
@@ -189,6 +234,18 @@ class Sequential(nn.Module):
         regions = torch.einsum("blp,bcp->blc", maps, features.flatten(2))  # [B, L, C]
         logits = torch.stack([clf(regions[:, k]) for k, clf in enumerate(self.classifiers)], 1)
         return logits, maps.view(b, -1, h, w)
+
+    def _read_by_length(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """attention "lengths": every position read under each possible length, mixed by the length
+        classifier; the maps shown are those of the likeliest length."""
+        b, c, h, w = features.shape
+        scores = self.attend(features)[:, None] + self.position_bias.to(features.dtype)  # [B, n, L, h, w]
+        maps = scores.flatten(3).float().softmax(-1).to(features.dtype)                 # [B, n, L, h*w]
+        regions = torch.einsum("bnlp,bcp->bnlc", maps, features.flatten(2))
+        logits = torch.stack([clf(regions[:, :, k]) for k, clf in enumerate(self.classifiers)], 2)
+        log_lengths = self.length_head(features.mean((2, 3))).float().log_softmax(-1)
+        likeliest = maps[torch.arange(b), log_lengths.argmax(-1)]
+        return length_mixture(log_lengths, logits, self.spec), likeliest.view(b, -1, h, w)
 
     def _chain(self, scores: torch.Tensor) -> torch.Tensor:
         """[B, L, h, w] scores -> maps, each position's scores plus the log of where the
@@ -218,14 +275,16 @@ class Joint(nn.Module):
 
     def __init__(self, spec: CaptchaSpec, arch: str = "resnet50", pretrained: bool = False,
                  output_stride: int = 16, one_go_channels: int = 128, dropout: float = 0.2,
-                 attention: str | None = None):
+                 attention: str | None = None, head: str = "flat"):
         super().__init__()
         self.spec = spec
         self.config = dict(output_stride=output_stride, one_go_channels=one_go_channels, dropout=dropout)
         if attention:
             self.config["attention"] = attention
+        if head != "flat":
+            self.config["head"] = head
         self.one_go = OneGo(spec, arch, pretrained, head_channels=one_go_channels, dropout=dropout,
-                            output_stride=output_stride)
+                            output_stride=output_stride, head=head)
         self.sequential = Sequential(spec, arch, dropout=dropout, output_stride=output_stride, attention=attention)
         self.sequential.trunk = self.one_go.trunk
 

@@ -11,7 +11,7 @@ import torch
 
 from conftest import ROOT, subprocess_env
 from captcha.evaluate import align
-from captcha.models import Sequential, build_model
+from captcha.models import FLOOR, OneGo, Sequential, build_model, length_mixture
 from captcha.recognizer import Recognizer
 from captcha.spec import CaptchaSpec, parse_length
 from captcha.weights import FILENAMES, load_weights, read_info, save_weights
@@ -72,6 +72,41 @@ def test_both_forms_read_end_and_the_sequential_chain_goes_left_to_right():
     assert Sequential(CaptchaSpec("01", 4), arch="resnet18").attention == "strips"
 
 
+def test_length_mixture_reads_end_after_the_length_and_never_before():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 11) * 3                # 2 images, lengths 2/3/4, 4 positions, 10 + END
+    certain = torch.tensor([[0.0, FLOOR, FLOOR], [FLOOR, FLOOR, 0.0]]).log_softmax(-1)  # length 2; length 4
+    p = length_mixture(certain, logits, RANGE).exp()
+    assert torch.allclose(p.sum(-1), torch.ones(2, 4), atol=1e-5)
+    assert torch.allclose(p[0, 2:, RANGE.end], torch.ones(2), atol=1e-5)   # a 2-character CAPTCHA ends at 2
+    assert bool((p[0, :2, RANGE.end] < 1e-6).all()) and bool((p[1, :, RANGE.end] < 1e-6).all())
+    assert torch.allclose(p[1, 3, :10], logits[1, 2, 3, :10].softmax(-1), atol=1e-5)  # its own length's classifier
+    halves = torch.tensor([[0.5, 0.5, 1e-12]]).log()     # 2 or 3 characters, even odds: position 2 is END half the time
+    assert float(length_mixture(halves, logits[:1], RANGE).exp()[0, 2, RANGE.end]) == pytest.approx(0.5, abs=1e-4)
+
+
+def test_heads_by_length_are_what_ranges_train_with(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("joint", RANGE, arch="resnet18", attention="lengths", head="lengths")
+    one_go, seq = model.one_go, model.sequential
+    assert one_go.config["head"] == "lengths" and seq.config["attention"] == "lengths"
+    assert one_go.head[-1].out_features == 3 * 4 * 11 + 3 and seq.position_bias.shape[:2] == (3, 4)
+    x = torch.randn(2, 3, 32, 96)
+    logits, maps = seq.forward_with_maps(x)
+    assert logits.shape == (2, 4, 11) and torch.allclose(maps.sum((2, 3)), torch.ones(2, 4), atol=1e-5)
+    assert torch.allclose(one_go(x).exp().sum(-1), torch.ones(2, 4), atol=1e-5)
+    for form, module in (("one_go", one_go), ("sequential", seq)):
+        path = save_weights(tmp_path / FILENAMES[form], module, form, "resnet18")
+        loaded, info = load_weights(path)
+        assert info.config == module.config
+        module.eval(), loaded.eval()
+        assert torch.allclose(loaded(x), module.half().float()(x), atol=1e-4)
+    with pytest.raises(ValueError, match="length range"):
+        OneGo(CaptchaSpec("01", 4, 32, 96), arch="resnet18", head="lengths")
+    with pytest.raises(ValueError, match="length range"):
+        Sequential(CaptchaSpec("01", 4, 32, 96), arch="resnet18", attention="lengths")
+
+
 def test_range_weights_round_trip_and_resize(tmp_path):
     torch.manual_seed(0)
     model = build_model("sequential", RANGE, arch="resnet18", attention="chain")
@@ -92,13 +127,14 @@ def test_align_counts_insertions_and_deletions():
 
 @pytest.fixture(scope="module")
 def trained_range(tmp_path_factory):
-    """A tiny joint model trained on generated CAPTCHAs of 2-4 characters."""
+    """A tiny model trained on generated CAPTCHAs of 2-4 characters, the form chosen for a range (joint)."""
     out = tmp_path_factory.mktemp("range")
     cmd = [sys.executable, str(ROOT / "train.py"), "--synthetic", "256", "--synthetic-val", "32", "--alphabet", "0123",
-           "--length", "2-4", "--form", "joint", "--arch", "resnet18", "--size", "32x96", "--steps", "12",
+           "--length", "2-4", "--arch", "resnet18", "--size", "32x96", "--steps", "12",
            "--batch-size", "16", "--workers", "0", "--threads", "1", "--out", str(out / "run")]
     done = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "form auto: joint" in done.stdout + done.stderr
     folder = out / "test"
     subprocess.run([sys.executable, "-m", "captcha", "synth", str(folder), "--count", "24", "--seed", "5",
                     "--alphabet", "0123", "--length", "2-4", "--width", "96", "--height", "32"],
@@ -108,6 +144,8 @@ def trained_range(tmp_path_factory):
 
 def test_range_trained_end_to_end(trained_range):
     weights, folder = trained_range
+    assert read_info(weights / FILENAMES["one_go"]).config["head"] == "lengths"        # a range's defaults
+    assert read_info(weights / FILENAMES["sequential"]).config["attention"] == "lengths"
     rec = Recognizer.from_pretrained(weights, engine="torch", precision="fp32")
     assert rec.spec.lengths == "2-4"
     for prediction in rec.predict_batch(sorted(folder.glob("*.png"))):

@@ -240,6 +240,13 @@ def test_minutes_must_be_positive(tmp_path):
     assert result.returncode == 2 and "--minutes must be more than 0" in result.stderr
 
 
+def test_heads_by_length_need_a_length_range(tmp_path):
+    result = train("--synthetic", "8", "--length", "4", "--attention", "lengths", "--steps", "1",
+                   "--out", str(tmp_path / "out"), *TINY)
+    assert result.returncode == 2 and "read a length range" in result.stderr
+    assert not (tmp_path / "out" / "one_go.safetensors").exists()
+
+
 def _labelled_folder(folder, texts, labels_file=True):
     """Generated CAPTCHAs of `texts`, listed in labels.csv (nested) or named by their answers."""
     lines = ["file,label"]
