@@ -443,10 +443,10 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
     # the model: fresh, from --init, from the one-go trunk (--form both), or from the checkpoint
     torch.manual_seed(args.seed + rt.rank)
     heads = {}
-    if form in ("sequential", "joint") and (args.attention or spec.variable):
-        heads["attention"] = args.attention or "lengths"
-    if form in ("one_go", "joint") and spec.variable and (args.one_go_head or "lengths") != "flat":
-        heads["head"] = args.one_go_head or "lengths"
+    if args.attention and form in ("sequential", "joint"):
+        heads["attention"] = args.attention
+    if args.one_go_head == "lengths" and form in ("one_go", "joint"):
+        heads["head"] = args.one_go_head
     model = build_model(form, spec, arch=args.arch, pretrained=args.init == "imagenet", **heads)
     if ckpt is None and args.init not in ("scratch", "imagenet"):
         init_from(model, args.init, form, spec, args.arch, rt)
@@ -632,6 +632,8 @@ def main(argv=None) -> int:
         rt.print(f"error: --attention lengths and --one-go-head lengths read a length range (--length MIN-MAX); "
                  f"these CAPTCHAs all have {spec.length} characters: leave them out", file=sys.stderr)
         return 2
+    if spec.variable:  # a range's heads read by length unless told otherwise
+        args.attention, args.one_go_head = args.attention or "lengths", args.one_go_head or "lengths"
     if args.form == "auto":
         args.form = "joint" if spec.variable else "both"
         rt.print(f"form auto: {args.form} " + ("(a length range: both heads learn from every step of one trunk)"
