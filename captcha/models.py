@@ -4,10 +4,10 @@
   feature map is flattened, not averaged away) emits `length x alphabet` logits at once.
 - `Sequential`: its own trunk; the feature map is divided into one soft region per character
   position (a learned attention map, started as vertical strips), and `length` separate
-  classifiers each read their own region. The maps say where each position looked. With a
-  length range, `attention="chain"` makes each position look one learned step to the right of
-  where the previous one looked; measured against the strips it did not read better
-  (benchmarks/own_captchas.md), so the strips stay the default.
+  classifiers each read their own region. The maps say where each position looked. For a
+  length range, train.py uses `attention="lengths"` (one set of strips per possible length,
+  weighed by a length classifier); `"chain"` is kept for weights trained with it
+  (benchmarks/own_captchas.md compares the three).
 - `Joint`: the two heads on one shared trunk, for training both forms in one pass (half the
   compute on a CPU); it splits into an ordinary `OneGo` and `Sequential` for saving.
 
@@ -238,7 +238,7 @@ class Sequential(nn.Module):
     def _read_by_length(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """attention "lengths": every position read under each possible length, mixed by the length
         classifier; the maps shown are those of the likeliest length."""
-        b, c, h, w = features.shape
+        b, _, h, w = features.shape
         scores = self.attend(features)[:, None] + self.position_bias.to(features.dtype)  # [B, n, L, h, w]
         maps = scores.flatten(3).float().softmax(-1).to(features.dtype)                 # [B, n, L, h*w]
         regions = torch.einsum("bnlp,bcp->bnlc", maps, features.flatten(2))
