@@ -1,14 +1,20 @@
-"""Run a trunk with ONNX Runtime: the fast fp32 path on CPUs without native bf16.
+"""Run a model with ONNX Runtime: the fast fp32 path on CPUs without native bf16, and the int8 one.
 
 On a 2-core AVX2-only CPU (no AVX-512, so no bf16 units) PyTorch's eager fp32 ResNet-50 takes
 about 82 ms per 96x256 image; the same trunk exported to ONNX and run by ONNX Runtime takes about
-40 ms, with outputs equal to within 1e-5. Only the trunk goes through ONNX: the heads are a few
-milliseconds and stay in PyTorch, where the sequential form also returns its attention maps.
+40 ms, with outputs equal to within 1e-5.
+
+A trunk and the heads of the forms that read it are two graphs: the int8 engine swaps only the
+trunk's (its ranges are measured on the trunk alone, captcha/int8.py) and re-reads doubtful images
+with the fp32 one, while both feed the same fp32 heads. The heads run in ONNX Runtime too, not in
+PyTorch: a PyTorch op leaves PyTorch's worker threads spinning on the cores ONNX Runtime needs next,
+and its eager ops each cost their dispatch. On a 2-core AVX512-VNNI EPYC, one image's int8 trunk
+plus heads took 5.8 ms this way against 8.6 ms with the heads in PyTorch.
 
 Exporting ResNet-50 (torch.onnx.export, the torch.export-based exporter) takes several seconds,
-so the exported graph is cached on disk under $CAPTCHA_CACHE/onnx (default ~/.cache/captcha/onnx),
-named by a hash of the trunk's weights, its architecture, its input size and the library
-versions; a cache that cannot be written only costs the export next time.
+so each exported graph is cached on disk under $CAPTCHA_CACHE/onnx (default ~/.cache/captcha/onnx),
+named by a hash of the module's weights, its layers, its input size and the library versions;
+a cache that cannot be written only costs the export next time.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import copy
 import hashlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import tempfile
 import warnings
@@ -36,34 +43,38 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CAPTCHA_CACHE") or Path.home() / ".cache" / "captcha") / "onnx"
 
 
-def trunk_key(trunk: nn.Module, input_chw: tuple[int, int, int]) -> str:
-    """A name that changes whenever the exported graph could: weights, layers, input size, versions."""
+def trunk_key(trunk: nn.Module, input_chw: tuple[int, int, int], extra: str = "") -> str:
+    """A name that changes whenever the exported graph could: weights, layers, input size, versions
+    (and `extra`: what else shapes it, such as a head's spec)."""
     h = hashlib.sha256()
     versions = [torch.__version__] + [importlib.metadata.version(p) for p in ("onnxscript", "onnx")]
-    h.update(repr((str(trunk), tuple(input_chw), versions)).encode())
+    h.update(repr((str(trunk), tuple(input_chw), versions, extra)).encode())
     for name, tensor in trunk.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().float().contiguous().numpy())  # the buffer itself, no copy
     return h.hexdigest()[:32]
 
 
-def export(trunk: nn.Module, input_chw: tuple[int, int, int]) -> bytes:
-    """The trunk as an ONNX model with a free batch dimension, fp32, NCHW input `x` (the trunk is left as it was)."""
+def export(trunk: nn.Module, input_chw: tuple[int, int, int], names: tuple = ("x", "features")) -> bytes:
+    """The module as an ONNX model with a free batch dimension, fp32, NCHW input (the module is left
+    as it was). `names`: the input's name, then the outputs'."""
     trunk = copy.deepcopy(trunk).float().eval().to(memory_format=torch.contiguous_format)
     example = torch.zeros(2, *input_chw)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's progress notes, not problems
-        program = torch.onnx.export(trunk, (example,), input_names=["x"], output_names=["features"],
+        program = torch.onnx.export(trunk, (example,), input_names=[names[0]], output_names=list(names[1:]),
                                     dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
                                     verbose=False, report=False)
     return program.model_proto.SerializeToString()
 
 
-def load_or_export(trunk: nn.Module, input_chw: tuple[int, int, int]) -> bytes:
-    path = cache_dir() / f"trunk-{trunk_key(trunk, input_chw)}.onnx"
+def load_or_export(trunk: nn.Module, input_chw: tuple[int, int, int], names: tuple = ("x", "features"),
+                   kind: str = "trunk", extra: str = "") -> bytes:
+    """The exported graph from the cache, or exported now and cached (`kind` starts its file name)."""
+    path = cache_dir() / f"{kind}-{trunk_key(trunk, input_chw, extra)}.onnx"
     if path.is_file():
         return path.read_bytes()
-    data = export(trunk, input_chw)
+    data = export(trunk, input_chw, names)
     part = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,17 +97,60 @@ class OnnxTrunk:
     def __init__(self, trunk: nn.Module, input_chw: tuple[int, int, int], threads: int | None = None,
                  graph: bytes | None = None):
         """`graph`: an ONNX graph of this trunk to run instead of its fp32 export (the int8 one)."""
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only
-        # No busy-waiting after a run: the heads run in PyTorch right after, on the same cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(graph or load_or_export(trunk, input_chw), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = session(graph or load_or_export(trunk, input_chw), threads)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(x.detach().float().numpy())
         return torch.from_numpy(self.session.run(None, {"x": x})[0])
+
+
+def session(graph: bytes, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    # No busy-waiting after a run: it would hold the cores that decoding the next image needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+class _Heads(nn.Module):
+    """Forms without their trunk, reading the same features: features -> each form's logits, and the
+    sequential form's attention maps after its logits."""
+
+    def __init__(self, models: dict[str, nn.Module]):
+        super().__init__()
+        self.parts = nn.ModuleList()
+        for model in models.values():
+            part = copy.copy(model)  # shares every layer, but not the module table it changes
+            part._modules = {**model._modules, "trunk": nn.Identity()}
+            self.parts.append(part)
+
+    def forward(self, features: torch.Tensor):
+        out = []
+        for part in self.parts:
+            out.extend(part.read_with_maps(features) if hasattr(part, "read_with_maps") else [part.read(features)])
+        return tuple(out)
+
+
+class OnnxHeads:
+    """The heads of forms that read the same trunk features, as one graph: features [B, C, h, w] ->
+    {form: (logits [B, length, classes], attention maps or None)}, fp32, as `read` and
+    `read_with_maps` give them."""
+
+    def __init__(self, models: dict[str, nn.Module], features_chw: tuple[int, int, int], threads: int | None = None):
+        self.outputs = []  # (form, "logits" or "maps"), in the graph's output order
+        for form, model in models.items():
+            self.outputs += [(form, "logits")] + ([(form, "maps")] if hasattr(model, "read_with_maps") else [])
+        names = ("features", *(f"{form}.{what}" for form, what in self.outputs))
+        # what the graph depends on beyond the layers' weights: each form's spec and options, and the code
+        extra = repr([(form, type(m).__name__, m.spec.to_json(), sorted(m.config.items())) for form, m in models.items()])
+        extra += inspect.getsource(inspect.getmodule(type(next(iter(models.values())))))
+        self.session = session(load_or_export(_Heads(models).eval(), features_chw, names, "heads", extra), threads)
+
+    def __call__(self, features: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        out = self.session.run(None, {"features": np.ascontiguousarray(features.detach().float().numpy())})
+        got = {key: torch.from_numpy(value) for key, value in zip(self.outputs, out)}
+        return {form: (got[form, "logits"], got.get((form, "maps"))) for form, _ in self.outputs if _ == "logits"}

@@ -22,7 +22,7 @@ from . import int8, onnx_trunk
 from .errors import CaptchaError, WeightsError
 from .hub import resolve
 from .images import open_image
-from .models import FORMS
+from .models import FORMS, feature_shape
 from .spec import CaptchaSpec, normalize
 from .weights import FILENAMES, WeightsInfo, check_spec, find_weights, load_weights
 
@@ -192,12 +192,14 @@ class Recognizer:
         # confidence: int8 and fp32 disagree only on such doubtful readings (captcha/int8.py).
         self.reread_below = int8.REREAD_BELOW
         self.fp32_trunks: dict | None = None
+        self.onnx_heads: dict | None = None  # (id(trunk), spec) -> its forms' heads in ONNX Runtime
         self.engine = self._pick_engine(engine)
         if self.engine in ("onnx", "onnx-int8"):
             try:
                 self.trunks = self._onnx_trunks(int8_graph=self.engine == "onnx-int8")
                 if self.engine == "onnx-int8":
                     self.fp32_trunks = self._onnx_trunks(int8_graph=False)
+                self.onnx_heads = self._onnx_heads()
             except Exception as e:  # a trunk the exporter cannot handle: PyTorch still reads it
                 if engine != "auto":
                     raise CaptchaError(f"cannot run this trunk in ONNX Runtime: {e}") from None
@@ -244,6 +246,20 @@ class Recognizer:
             runners[key] = onnx_trunk.OnnxTrunk(trunk, chw, graph=graph)
         return runners
 
+    def _onnx_heads(self) -> dict | None:
+        """The heads of the forms that read each trunk's features, as one ONNX Runtime session per
+        trunk (captcha/onnx_trunk.py says why), or None (with a warning) where they will not export:
+        PyTorch then runs them, as exactly but slower."""
+        groups: dict = {}
+        for form, model in self.models.items():
+            groups.setdefault((id(model.trunk), self.infos[form].spec), {})[form] = model
+        try:
+            return {key: onnx_trunk.OnnxHeads(models, feature_shape(next(iter(models.values())).trunk, key[1]))
+                    for key, models in groups.items()}
+        except Exception as e:
+            warnings.warn(f"the heads did not export to ONNX ({e}); PyTorch runs them", RuntimeWarning)
+            return None
+
     @torch.inference_mode()
     def _race(self, runs: int = 5) -> None:
         """Time the chosen engine against the int8 trunk on one image (median of `runs` after a
@@ -255,6 +271,8 @@ class Recognizer:
         except Exception as e:
             warnings.warn(f"the int8 trunk could not be built ({e}); reading without it", RuntimeWarning)
             return
+        if self.onnx_heads is None:
+            self.onnx_heads = self._onnx_heads()
         for name, bf16, trunks in contenders:
             self.engine, self.bf16, self.trunks = name, bf16, trunks
             self._logits(x)
@@ -383,7 +401,9 @@ class Recognizer:
         inputs = {}
         for info in self.infos.values():
             if info.spec not in inputs:
-                inputs[info.spec] = normalize(torch.stack([info.spec.geometry(im) for im in images]))
+                # numpy, not torch ops: see spec.normalize
+                pixels = np.stack([info.spec.geometry(im).numpy() for im in images])
+                inputs[info.spec] = torch.from_numpy(normalize(pixels))
         return inputs
 
     def _read(self, images) -> dict[str, list[Reading]]:
@@ -392,7 +412,8 @@ class Recognizer:
         inputs = self._inputs(images)
         readings = self._calibrated_readings(self._logits(inputs))
         if doubtful := self._doubtful(readings):
-            again = self._logits({spec: x[doubtful] for spec, x in inputs.items()}, self.fp32_trunks)
+            again = self._logits({spec: torch.from_numpy(x.numpy()[doubtful]) for spec, x in inputs.items()},
+                                 self.fp32_trunks)
             for form, rs in self._calibrated_readings(again).items():
                 for j, i in enumerate(doubtful):
                     readings[form][i] = rs[j]
@@ -406,7 +427,7 @@ class Recognizer:
         return [i for i in range(count) if any(rs[i].confidence < self.reread_below for rs in readings.values())]
 
     def _calibrated_readings(self, logits: dict) -> dict[str, list[Reading]]:
-        return {form: self._readings(self.infos[form].spec, lg.float() / self.infos[form].temperature,
+        return {form: self._readings(self.infos[form].spec, lg.float().numpy() / np.float32(self.infos[form].temperature),
                                      None if maps is None else maps.float().numpy())
                 for form, (lg, maps) in logits.items()}
 
@@ -425,14 +446,21 @@ class Recognizer:
         for form, model in self.models.items():
             key = (id(model.trunk), self.infos[form].spec)
             if key not in features:
+                x = inputs[key[1]]
+                if self.engine == "torch":  # ONNX Runtime takes NCHW: converting twice would only cost
+                    x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                    features[key] = trunks[id(model.trunk)](inputs[key[1]].contiguous(memory_format=torch.channels_last))
+                    features[key] = trunks[id(model.trunk)](x)
         return features
 
     @torch.inference_mode()
     def _heads(self, features: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """form -> (logits, attention maps or None) from `_features`."""
         out = {}
+        if self.onnx_heads and self.engine in ("onnx", "onnx-int8"):
+            for key, heads in self.onnx_heads.items():
+                out.update(heads(features[key]))
+            return out
         for form, model in self.models.items():
             f = features[id(model.trunk), self.infos[form].spec]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
@@ -440,11 +468,14 @@ class Recognizer:
         return out
 
     @staticmethod
-    def _readings(spec: CaptchaSpec, logits: torch.Tensor, maps) -> list[Reading]:
-        """Logits -> readings. With a length range a reading is the text before the first END, and
-        its confidence also counts that END (the probability that the text stops there)."""
-        probs = logits.softmax(-1)
-        conf, idx = probs.max(-1)
+    def _readings(spec: CaptchaSpec, logits: np.ndarray, maps) -> list[Reading]:
+        """Logits -> readings (in numpy: see spec.normalize). With a length range a reading is the text
+        before the first END, and its confidence also counts that END (the probability that the text
+        stops there)."""
+        exp = np.exp(logits - logits.max(-1, keepdims=True))
+        probs = exp / exp.sum(-1, keepdims=True)
+        idx = probs.argmax(-1)
+        conf = np.take_along_axis(probs, idx[..., None], -1)[..., 0]
         readings = []
         for b in range(len(logits)):
             used = spec.read_length(idx[b]) if spec.variable else len(idx[b])

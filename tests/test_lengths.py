@@ -52,7 +52,7 @@ def test_readings_stop_at_end_and_their_confidence_counts_it():
     for position, cls in enumerate([3, 5, 10, 7]):  # "35", END, then a stray 7 after it
         logits[0, position, cls] = 0.0
     logits[0, 2, 10], logits[0, 2, 4] = 0.0, -1.0  # END at 2 is less sure
-    reading = Recognizer._readings(RANGE, logits, None)[0]
+    reading = Recognizer._readings(RANGE, logits.numpy(), None)[0]
     assert reading.text == "35" and [c.char for c in reading.chars] == ["3", "5"]
     p_end = float(torch.softmax(logits[0, 2], -1)[10])
     assert reading.confidence == pytest.approx(p_end * float(torch.softmax(logits[0, 0], -1)[3]) ** 2, rel=1e-5)

@@ -6,7 +6,9 @@ import torch
 
 from captcha import onnx_trunk
 from captcha.errors import CaptchaError
+from captcha.models import feature_shape
 from captcha.recognizer import Recognizer
+from captcha.spec import CaptchaSpec
 from conftest import TINY_SPEC
 
 CHW = (3, TINY_SPEC.height, TINY_SPEC.width)
@@ -82,3 +84,63 @@ def test_a_trunk_that_will_not_export_falls_back_to_pytorch(tiny_weights, cache,
     assert rec.engine == "torch" and len(rec.predict(sample_images[0]).one_go.text) == TINY_SPEC.length
     with pytest.raises(CaptchaError, match="cannot run this trunk in ONNX Runtime: unsupported operator"):
         Recognizer.from_pretrained(tiny_weights, precision="fp32", engine="onnx")
+
+
+@pytest.mark.parametrize("attention,head", [("strips", "flat"), ("lengths", "lengths"), ("chain", "flat")])
+def test_heads_run_in_onnx_runtime_and_read_as_pytorch_does(attention, head):
+    """The heads of forms on one trunk are one ONNX graph (fixed lengths and ranges alike): same logits and maps."""
+    from captcha.models import build_model
+    spec = CaptchaSpec(alphabet="0123456789", length="2-4" if attention != "strips" else 4, height=32, width=96)
+    torch.manual_seed(0)
+    joint = build_model("joint", spec, arch="resnet18", attention=attention, head=head).eval()
+    models = {form: joint.part(form) for form in ("one_go", "sequential")}
+    features = torch.randn(3, *feature_shape(joint.trunk, spec))
+    got = onnx_trunk.OnnxHeads(models, tuple(features.shape[1:]))(features)
+    assert set(got) == {"one_go", "sequential"}
+    with torch.no_grad():
+        want = {"one_go": (models["one_go"].read(features), None),
+                "sequential": models["sequential"].read_with_maps(features)}
+    for form, (logits, maps) in got.items():
+        assert logits == pytest.approx(want[form][0], abs=1e-4)
+        assert (maps is None) == (want[form][1] is None)
+        if maps is not None:
+            assert maps == pytest.approx(want[form][1], abs=1e-5)
+    alone = onnx_trunk.OnnxHeads({"sequential": models["sequential"]}, tuple(features.shape[1:]))(features)
+    assert list(alone) == ["sequential"] and alone["sequential"][0] == pytest.approx(want["sequential"][0], abs=1e-4)
+
+
+def test_the_onnx_engine_runs_every_form_s_heads_in_onnx_runtime(tiny_weights, sample_images, monkeypatch):
+    rec = Recognizer.from_pretrained(tiny_weights, precision="fp32", engine="onnx")
+    assert len(rec.onnx_heads) == 2  # tiny_weights' forms have a trunk each
+    calls = []
+    for key, heads in rec.onnx_heads.items():
+        monkeypatch.setattr(heads, "session", _Counting(heads.session, calls, [form for form, _ in heads.outputs]))
+    for model in rec.models.values():  # PyTorch's heads must not run
+        monkeypatch.setattr(model, "read", None, raising=False)
+        monkeypatch.setattr(model, "read_with_maps", None, raising=False)
+    assert rec.predict(sample_images[0]).sequential.maps is not None
+    assert sorted(calls) == [["one_go"], ["sequential", "sequential"]]
+
+
+def test_heads_that_will_not_export_stay_in_pytorch(tiny_weights, sample_images, monkeypatch):
+    want = Recognizer.from_pretrained(tiny_weights, precision="fp32", engine="torch").predict(sample_images[0])
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported operator")
+    monkeypatch.setattr(onnx_trunk, "OnnxHeads", broken)
+    with pytest.warns(RuntimeWarning, match="PyTorch runs them"):
+        rec = Recognizer.from_pretrained(tiny_weights, precision="fp32", engine="onnx")
+    assert rec.engine == "onnx" and rec.onnx_heads is None
+    got = rec.predict(sample_images[0])
+    assert (got.one_go.text, got.sequential.text) == (want.one_go.text, want.sequential.text)
+    assert got.one_go.confidence == pytest.approx(want.one_go.confidence, rel=1e-3, abs=1e-6)
+
+
+class _Counting:
+    """An ONNX Runtime session that notes each run."""
+
+    def __init__(self, session, calls, name):
+        self.session, self.calls, self.name = session, calls, name
+
+    def run(self, *args, **kwargs):
+        self.calls.append(self.name)
+        return self.session.run(*args, **kwargs)

@@ -19,8 +19,12 @@ def test_preprocess_is_normalize_of_geometry_and_matches_the_float32_formula():
     got = SPEC.preprocess(image)
     assert np.array_equal(got.numpy(), expected.transpose(2, 0, 1))  # bit for bit
     assert torch.equal(normalize(pixels[None].repeat(3, 1, 1, 1))[1], got)  # a batch reads the same
+    batch = pixels[None].repeat(3, 1, 1, 1).numpy()
+    assert np.array_equal(normalize(batch)[2], got.numpy())  # the numpy road, the same bits
     with pytest.raises(TypeError, match="uint8"):
         normalize(got)
+    with pytest.raises(TypeError, match="uint8"):
+        normalize(got.numpy())
 
 
 def test_to_input_normalises_on_the_device_and_augments_only_when_asked():
