@@ -235,7 +235,7 @@ def cmd_bench(args) -> int:
         print(f"\nevery engine, this run (single image from its PNG bytes, decode included; reference: the plain "
               f"PyTorch fp32 trunk, batch 1, {c['threads']} threads: {c['reference_ms']} ms)\n")
         print("| engine | p50 ms | p95 ms | x reference | batch images/s | batch ms/image: decode, preprocess, "
-              "trunk, heads, re-reads (share) |\n|---|---|---|---|---|---|")
+              "model (trunk and heads), readings, re-reads (share) |\n|---|---|---|---|---|---|")
         for name, row in c["engines"].items():
             if "error" in row:
                 print(f"| {name} | not run: {row['error']} | | | | |")
@@ -243,7 +243,7 @@ def cmd_bench(args) -> int:
                 st = row["batch_ms_per_image"]
                 print(f"| {name} | {row['single_image']['p50_ms']} | {row['single_image']['p95_ms']} | "
                       f"{row['ratio_to_reference']} | {row['batch']['images_per_s']} | "
-                      f"{st['decode']}, {st['preprocess']}, {st['trunk']}, {st['heads']}, {st['rereads']} ({st['reread_share']:.0%}) |")
+                      f"{st['decode']}, {st['preprocess']}, {st['model']}, {st['readings']}, {st['rereads']} ({st['reread_share']:.0%}) |")
     return 0
 
 

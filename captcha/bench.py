@@ -64,7 +64,8 @@ def bench(recognizer: Recognizer, images: list, runs: int = 50, warmup: int = 5,
 @torch.inference_mode()
 def stages(recognizer: Recognizer, images: list, batch_size: int = 32) -> dict:
     """Where a batch's time goes, in ms per image: decoding the bytes, geometry and normalisation,
-    the trunk, the heads (and turning logits into readings), fp32 re-reads of doubtful readings."""
+    the model (trunk and heads: with the ONNX engines one graph), turning logits into readings,
+    fp32 re-reads of doubtful readings."""
     from .images import open_image
     batch = [images[i % len(images)] for i in range(batch_size)]
     recognizer.predict_batch(batch, batch_size)  # warm
@@ -76,16 +77,15 @@ def stages(recognizer: Recognizer, images: list, batch_size: int = 32) -> dict:
     inputs = recognizer._inputs(decoded)
     t["preprocess"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    features = recognizer._features(inputs)
-    t["trunk"] = time.perf_counter() - t0
+    logits = recognizer._logits(inputs)
+    t["model"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    logits = recognizer._heads(features)
     readings = recognizer._calibrated_readings(logits)
-    t["heads"] = time.perf_counter() - t0
+    t["readings"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if doubtful := recognizer._doubtful(readings):
         again = {spec: x[doubtful] for spec, x in inputs.items()}
-        recognizer._calibrated_readings(recognizer._logits(again, recognizer.fp32_trunks))
+        recognizer._calibrated_readings(recognizer._logits(again, "fp32"))
     t["rereads"] = time.perf_counter() - t0
     return {**{k: round(v * 1000 / batch_size, 2) for k, v in t.items()}, "reread_share": len(doubtful) / batch_size}
 

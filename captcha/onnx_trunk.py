@@ -4,12 +4,13 @@ On a 2-core AVX2-only CPU (no AVX-512, so no bf16 units) PyTorch's eager fp32 Re
 about 82 ms per 96x256 image; the same trunk exported to ONNX and run by ONNX Runtime takes about
 40 ms, with outputs equal to within 1e-5.
 
-A trunk and the heads of the forms that read it are two graphs: the int8 engine swaps only the
-trunk's (its ranges are measured on the trunk alone, captcha/int8.py) and re-reads doubtful images
-with the fp32 one, while both feed the same fp32 heads. The heads run in ONNX Runtime too, not in
-PyTorch: a PyTorch op leaves PyTorch's worker threads spinning on the cores ONNX Runtime needs next,
-and its eager ops each cost their dispatch. On a 2-core AVX512-VNNI EPYC, one image's int8 trunk
-plus heads took 5.8 ms this way against 8.6 ms with the heads in PyTorch.
+A trunk and the heads of the forms that read it are exported as two graphs and run as one
+(`OnnxReader`): the int8 engine swaps only the trunk's graph (its ranges are measured on the trunk
+alone, captcha/int8.py), and its fp32 re-reads of doubtful images use the fp32 trunk with the same
+fp32 heads. The heads run in ONNX Runtime, not in PyTorch: a PyTorch op leaves PyTorch's worker
+threads spinning on the cores ONNX Runtime needs next, and its eager ops each cost their dispatch.
+On a 2-core AVX512-VNNI EPYC, one image's int8 trunk plus heads took 5.8 ms in ONNX Runtime
+against 8.6 ms with the heads in PyTorch.
 
 Exporting ResNet-50 (torch.onnx.export, the torch.export-based exporter) takes several seconds,
 so each exported graph is cached on disk under $CAPTCHA_CACHE/onnx (default ~/.cache/captcha/onnx),
@@ -88,31 +89,20 @@ def load_or_export(trunk: nn.Module, input_chw: tuple[int, int, int], names: tup
     return data
 
 
-class OnnxTrunk:
-    """Callable like the trunk it was made from: [B, 3, H, W] tensor -> [B, C, h, w] fp32 features.
-
-    Thread-safe (ONNX Runtime sessions allow concurrent runs), like the Recognizer that holds it.
-    """
-
-    def __init__(self, trunk: nn.Module, input_chw: tuple[int, int, int], threads: int | None = None,
-                 graph: bytes | None = None):
-        """`graph`: an ONNX graph of this trunk to run instead of its fp32 export (the int8 one)."""
-        self.session = session(graph or load_or_export(trunk, input_chw), threads)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = np.ascontiguousarray(x.detach().float().numpy())
-        return torch.from_numpy(self.session.run(None, {"x": x})[0])
-
-
 def session(graph: bytes, threads: int | None = None):
+    """An ONNX Runtime session on `threads` threads (default: torch's count). Its worker threads
+    busy-wait between the operators of a run, and stop when the run returns: left spinning, they
+    would hold the cores that the next image's decoding, PyTorch or the re-reading session need.
+    Measured (int8 engine, one image at a time, re-reads included, 3 runs each): mean 8.7-9.6 ms
+    this way, 9.2-10.4 never spinning, 9.6-10.1 spinning on after each run (p95 22-24 against 34-36)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
-    # No busy-waiting after a run: it would hold the cores that decoding the next image needs.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
@@ -135,22 +125,60 @@ class _Heads(nn.Module):
         return tuple(out)
 
 
-class OnnxHeads:
-    """The heads of forms that read the same trunk features, as one graph: features [B, C, h, w] ->
-    {form: (logits [B, length, classes], attention maps or None)}, fp32, as `read` and
-    `read_with_maps` give them."""
+def heads_graph(models: dict[str, nn.Module], features_chw: tuple[int, int, int]) -> tuple[bytes, list]:
+    """The heads of `models` (forms reading the same features) as one graph, exported or from the
+    cache, and its outputs: (form, "logits" or "maps") in order, named `form.logits`, `form.maps`."""
+    outputs = []
+    for form, model in models.items():
+        outputs += [(form, "logits")] + ([(form, "maps")] if hasattr(model, "read_with_maps") else [])
+    names = ("features", *(f"{form}.{what}" for form, what in outputs))
+    # what the graph depends on beyond the layers' weights: each form's spec and options, and the code
+    extra = repr([(form, type(m).__name__, m.spec.to_json(), sorted(m.config.items())) for form, m in models.items()])
+    extra += inspect.getsource(inspect.getmodule(type(next(iter(models.values())))))
+    return load_or_export(_Heads(models).eval(), features_chw, names, "heads", extra), outputs
 
-    def __init__(self, models: dict[str, nn.Module], features_chw: tuple[int, int, int], threads: int | None = None):
-        self.outputs = []  # (form, "logits" or "maps"), in the graph's output order
-        for form, model in models.items():
-            self.outputs += [(form, "logits")] + ([(form, "maps")] if hasattr(model, "read_with_maps") else [])
-        names = ("features", *(f"{form}.{what}" for form, what in self.outputs))
-        # what the graph depends on beyond the layers' weights: each form's spec and options, and the code
-        extra = repr([(form, type(m).__name__, m.spec.to_json(), sorted(m.config.items())) for form, m in models.items()])
-        extra += inspect.getsource(inspect.getmodule(type(next(iter(models.values())))))
-        self.session = session(load_or_export(_Heads(models).eval(), features_chw, names, "heads", extra), threads)
 
-    def __call__(self, features: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-        out = self.session.run(None, {"features": np.ascontiguousarray(features.detach().float().numpy())})
-        got = {key: torch.from_numpy(value) for key, value in zip(self.outputs, out)}
-        return {form: (got[form, "logits"], got.get((form, "maps"))) for form, _ in self.outputs if _ == "logits"}
+def attach(trunk: bytes, heads: bytes) -> bytes:
+    """One graph: the trunk's `features` feed the heads; input `x`, the heads' outputs."""
+    import onnx
+    from onnx import compose
+
+    tail = compose.add_prefix(onnx.load_from_string(heads), "heads/", rename_inputs=False, rename_outputs=False)
+    return compose.merge_models(onnx.load_from_string(trunk), tail, io_map=[("features", "features")]).SerializeToString()
+
+
+class OnnxReader:
+    """A trunk and the heads of the forms that read it in ONNX Runtime: [B, 3, H, W] -> {form: (logits
+    [B, length, classes], attention maps or None)}, along one of its trunk graphs ("fp32", and "int8"
+    for the int8 engine, whose fp32 re-reads use the other).
+
+    Each trunk graph and the heads are one session: one run per image, no features handed over in
+    between (0.2 ms less than two sessions, measured). Where the heads will not export, PyTorch runs
+    them on the trunk's features, with a warning. Thread-safe, like the Recognizer.
+    """
+
+    def __init__(self, trunks: dict[str, bytes], models: dict[str, nn.Module], features_chw: tuple[int, int, int],
+                 threads: int | None = None):
+        self.models = models
+        try:
+            heads, self.outputs = heads_graph(models, features_chw)
+        except Exception as e:
+            warnings.warn(f"the heads did not export to ONNX ({e}); PyTorch runs them", RuntimeWarning)
+            heads, self.outputs = None, None
+        self.sessions = {name: session(graph if heads is None else attach(graph, heads), threads)
+                         for name, graph in trunks.items()}
+
+    @property
+    def heads_in_graph(self) -> bool:
+        return self.outputs is not None
+
+    def __call__(self, x: torch.Tensor, path: str = "fp32") -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        x = np.ascontiguousarray(x.detach().float().numpy())
+        if self.outputs is None:
+            features = torch.from_numpy(self.sessions[path].run(None, {"x": x})[0])
+            with torch.inference_mode():
+                return {form: m.read_with_maps(features) if hasattr(m, "read_with_maps") else (m.read(features), None)
+                        for form, m in self.models.items()}
+        got = self.sessions[path].run([f"{form}.{what}" for form, what in self.outputs], {"x": x})
+        got = {key: torch.from_numpy(value) for key, value in zip(self.outputs, got)}
+        return {form: (got[form, "logits"], got.get((form, "maps"))) for form, what in self.outputs if what == "logits"}

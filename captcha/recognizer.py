@@ -184,22 +184,18 @@ class Recognizer:
             for p in model.parameters():
                 p.requires_grad_(False)
         self.shared_trunk = self._share_trunk()
-        # id(torch trunk) -> the torch trunk; self.trunks: id -> what runs it (a shared trunk appears once)
+        # id(torch trunk) -> the torch trunk; self.trunks: id -> what runs it (a shared trunk appears
+        # once): the torch trunk, or with the ONNX engines an OnnxReader, its forms' heads included
         self.torch_trunks = {id(m.trunk): m.trunk for m in self.models.values()}
         self.trunks = dict(self.torch_trunks)
         self.engine_ms: dict[str, float] = {}  # auto with an int8 trunk: each candidate's time on one image
         # The int8 engine re-reads, with the fp32 trunk, every image that a form reads below this
         # confidence: int8 and fp32 disagree only on such doubtful readings (captcha/int8.py).
         self.reread_below = int8.REREAD_BELOW
-        self.fp32_trunks: dict | None = None
-        self.onnx_heads: dict | None = None  # (id(trunk), spec) -> its forms' heads in ONNX Runtime
         self.engine = self._pick_engine(engine)
         if self.engine in ("onnx", "onnx-int8"):
             try:
-                self.trunks = self._onnx_trunks(int8_graph=self.engine == "onnx-int8")
-                if self.engine == "onnx-int8":
-                    self.fp32_trunks = self._onnx_trunks(int8_graph=False)
-                self.onnx_heads = self._onnx_heads()
+                self.trunks = self._onnx_readers(int8_graph=self.engine == "onnx-int8")
             except Exception as e:  # a trunk the exporter cannot handle: PyTorch still reads it
                 if engine != "auto":
                     raise CaptchaError(f"cannot run this trunk in ONNX Runtime: {e}") from None
@@ -234,31 +230,19 @@ class Recognizer:
     def _int8_usable(self) -> bool:
         return onnx_trunk.available() and all(info.int8.get("check", {}).get("passed") for info in self.infos.values())
 
-    def _onnx_trunks(self, int8_graph: bool) -> dict:
-        specs = {id(m.trunk): self.infos[f].spec for f, m in self.models.items()}
-        records = {id(m.trunk): self.infos[f].int8 for f, m in self.models.items()}
-        runners = {}
+    def _onnx_readers(self, int8_graph: bool) -> dict:
+        """id(trunk) -> an OnnxReader of that trunk and its forms' heads: int8 and fp32, or fp32."""
+        readers = {}
         for key, trunk in self.torch_trunks.items():
-            chw = (3, specs[key].height, specs[key].width)
-            graph = None
-            if int8_graph:
-                graph = int8.build(onnx_trunk.load_or_export(trunk, chw), records[key]["ranges"], records[key]["settings"])
-            runners[key] = onnx_trunk.OnnxTrunk(trunk, chw, graph=graph)
-        return runners
-
-    def _onnx_heads(self) -> dict | None:
-        """The heads of the forms that read each trunk's features, as one ONNX Runtime session per
-        trunk (captcha/onnx_trunk.py says why), or None (with a warning) where they will not export:
-        PyTorch then runs them, as exactly but slower."""
-        groups: dict = {}
-        for form, model in self.models.items():
-            groups.setdefault((id(model.trunk), self.infos[form].spec), {})[form] = model
-        try:
-            return {key: onnx_trunk.OnnxHeads(models, feature_shape(next(iter(models.values())).trunk, key[1]))
-                    for key, models in groups.items()}
-        except Exception as e:
-            warnings.warn(f"the heads did not export to ONNX ({e}); PyTorch runs them", RuntimeWarning)
-            return None
+            models = {f: m for f, m in self.models.items() if id(m.trunk) == key}
+            form = next(iter(models))
+            spec, record = self.infos[form].spec, self.infos[form].int8
+            chw = (3, spec.height, spec.width)
+            fp32 = onnx_trunk.load_or_export(trunk, chw)
+            graphs = {"int8": int8.build(fp32, record["ranges"], record["settings"]), "fp32": fp32} \
+                if int8_graph else {"fp32": fp32}
+            readers[key] = onnx_trunk.OnnxReader(graphs, models, feature_shape(trunk, spec))
+        return readers
 
     @torch.inference_mode()
     def _race(self, runs: int = 5) -> None:
@@ -267,12 +251,10 @@ class Recognizer:
         x = {spec: torch.zeros(1, 3, spec.height, spec.width) for spec in {i.spec for i in self.infos.values()}}
         contenders = [(self.engine, self.bf16, self.trunks)]
         try:
-            contenders.append(("onnx-int8", False, self._onnx_trunks(int8_graph=True)))
+            contenders.append(("onnx-int8", False, self._onnx_readers(int8_graph=True)))
         except Exception as e:
             warnings.warn(f"the int8 trunk could not be built ({e}); reading without it", RuntimeWarning)
             return
-        if self.onnx_heads is None:
-            self.onnx_heads = self._onnx_heads()
         for name, bf16, trunks in contenders:
             self.engine, self.bf16, self.trunks = name, bf16, trunks
             self._logits(x)
@@ -284,9 +266,6 @@ class Recognizer:
             self.engine_ms[name] = float(np.median(times))
         best = min(self.engine_ms, key=self.engine_ms.get)
         self.engine, self.bf16, self.trunks = next(c for c in contenders if c[0] == best)
-        if best == "onnx-int8":  # its fp32 re-reads: the onnx engine's trunks, or built now
-            fp32 = next((t for name, _, t in contenders if name == "onnx"), None)
-            self.fp32_trunks = fp32 or self._onnx_trunks(int8_graph=False)
 
     def _share_trunk(self) -> bool:
         """Forms trained together (train.py --form joint) hold the same trunk: run it once per image."""
@@ -412,8 +391,7 @@ class Recognizer:
         inputs = self._inputs(images)
         readings = self._calibrated_readings(self._logits(inputs))
         if doubtful := self._doubtful(readings):
-            again = self._logits({spec: torch.from_numpy(x.numpy()[doubtful]) for spec, x in inputs.items()},
-                                 self.fp32_trunks)
+            again = self._logits({spec: torch.from_numpy(x.numpy()[doubtful]) for spec, x in inputs.items()}, "fp32")
             for form, rs in self._calibrated_readings(again).items():
                 for j, i in enumerate(doubtful):
                     readings[form][i] = rs[j]
@@ -421,7 +399,7 @@ class Recognizer:
 
     def _doubtful(self, readings: dict[str, list[Reading]]) -> list[int]:
         """Which images the int8 engine reads again in fp32: those a form reads below reread_below."""
-        if self.fp32_trunks is None or self.reread_below <= 0:
+        if self.engine != "onnx-int8" or self.reread_below <= 0:
             return []
         count = len(next(iter(readings.values())))
         return [i for i in range(count) if any(rs[i].confidence < self.reread_below for rs in readings.values())]
@@ -432,35 +410,35 @@ class Recognizer:
                 for form, (lg, maps) in logits.items()}
 
     def _logits(self, inputs: dict[CaptchaSpec, torch.Tensor],
-                trunks: dict | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+                path: str | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """form -> (logits [batch, length, classes], the sequential form's attention maps or None) of
-        batches of `spec.preprocess` inputs, one per spec; a shared trunk runs once. `trunks`: what
-        runs each trunk, if not the engine's."""
-        return self._heads(self._features(inputs, trunks))
+        batches of `spec.preprocess` inputs, one per spec; a shared trunk runs once. `path`: which
+        trunk graph of the ONNX engines ("fp32" or "int8"; default: the engine's)."""
+        if self.engine == "torch":
+            return self._heads(self._features(inputs))
+        path = path or ("int8" if self.engine == "onnx-int8" else "fp32")
+        out = {}
+        for form, model in self.models.items():
+            if form not in out:
+                out.update(self.trunks[id(model.trunk)](inputs[self.infos[form].spec], path))
+        return out
 
     @torch.inference_mode()
-    def _features(self, inputs: dict[CaptchaSpec, torch.Tensor], trunks: dict | None = None) -> dict:
-        """(id(trunk), spec) -> that trunk's features of the inputs for that spec; each runs once."""
-        trunks = self.trunks if trunks is None else trunks
+    def _features(self, inputs: dict[CaptchaSpec, torch.Tensor]) -> dict:
+        """(id(trunk), spec) -> that PyTorch trunk's features of the inputs for that spec; each runs once."""
         features = {}
         for form, model in self.models.items():
             key = (id(model.trunk), self.infos[form].spec)
             if key not in features:
-                x = inputs[key[1]]
-                if self.engine == "torch":  # ONNX Runtime takes NCHW: converting twice would only cost
-                    x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                    features[key] = trunks[id(model.trunk)](x)
+                    features[key] = self.trunks[id(model.trunk)](
+                        inputs[key[1]].contiguous(memory_format=torch.channels_last))
         return features
 
     @torch.inference_mode()
     def _heads(self, features: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
-        """form -> (logits, attention maps or None) from `_features`."""
+        """form -> (logits, attention maps or None) from `_features`, in PyTorch."""
         out = {}
-        if self.onnx_heads and self.engine in ("onnx", "onnx-int8"):
-            for key, heads in self.onnx_heads.items():
-                out.update(heads(features[key]))
-            return out
         for form, model in self.models.items():
             f = features[id(model.trunk), self.infos[form].spec]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):

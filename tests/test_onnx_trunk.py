@@ -37,7 +37,10 @@ def test_export_is_cached_by_content(tiny_weights, cache, monkeypatch):
     rec = Recognizer.from_pretrained(tiny_weights, precision="fp32", engine="torch")
     trunk = rec.models["one_go"].trunk
     x = torch.randn(2, *CHW)
-    first = onnx_trunk.OnnxTrunk(trunk, CHW)(x)
+
+    def run():
+        return torch.from_numpy(onnx_trunk.session(onnx_trunk.load_or_export(trunk, CHW)).run(None, {"x": x.numpy()})[0])
+    first = run()
     files = list(cache.glob("*.onnx"))
     assert len(files) == 1 and not list(cache.glob("*.part"))
     with torch.no_grad():
@@ -46,7 +49,7 @@ def test_export_is_cached_by_content(tiny_weights, cache, monkeypatch):
     def no_export(*args):
         raise AssertionError("exported again although the cache holds this trunk")
     monkeypatch.setattr(onnx_trunk, "export", no_export)
-    assert onnx_trunk.OnnxTrunk(trunk, CHW)(x) == pytest.approx(first, abs=1e-6)
+    assert run() == pytest.approx(first, abs=1e-6)
 
     other = rec.models["sequential"].trunk  # another trunk (tiny_weights' forms are trained apart)
     assert onnx_trunk.trunk_key(other, CHW) != onnx_trunk.trunk_key(trunk, CHW)
@@ -87,60 +90,65 @@ def test_a_trunk_that_will_not_export_falls_back_to_pytorch(tiny_weights, cache,
 
 
 @pytest.mark.parametrize("attention,head", [("strips", "flat"), ("lengths", "lengths"), ("chain", "flat")])
-def test_heads_run_in_onnx_runtime_and_read_as_pytorch_does(attention, head):
-    """The heads of forms on one trunk are one ONNX graph (fixed lengths and ranges alike): same logits and maps."""
+def test_a_reader_runs_trunk_and_heads_in_one_graph_as_pytorch_does(attention, head):
+    """Fixed lengths and ranges alike: the same logits and maps along each trunk graph it holds."""
     from captcha.models import build_model
     spec = CaptchaSpec(alphabet="0123456789", length="2-4" if attention != "strips" else 4, height=32, width=96)
     torch.manual_seed(0)
     joint = build_model("joint", spec, arch="resnet18", attention=attention, head=head).eval()
     models = {form: joint.part(form) for form in ("one_go", "sequential")}
-    features = torch.randn(3, *feature_shape(joint.trunk, spec))
-    got = onnx_trunk.OnnxHeads(models, tuple(features.shape[1:]))(features)
-    assert set(got) == {"one_go", "sequential"}
+    x = torch.randn(3, 3, spec.height, spec.width)
+    graph = onnx_trunk.load_or_export(joint.trunk, (3, spec.height, spec.width))
+    reader = onnx_trunk.OnnxReader({"fp32": graph, "again": graph}, models, feature_shape(joint.trunk, spec))
+    assert reader.heads_in_graph
     with torch.no_grad():
+        features = joint.trunk(x)
         want = {"one_go": (models["one_go"].read(features), None),
                 "sequential": models["sequential"].read_with_maps(features)}
-    for form, (logits, maps) in got.items():
-        assert logits == pytest.approx(want[form][0], abs=1e-4)
-        assert (maps is None) == (want[form][1] is None)
-        if maps is not None:
-            assert maps == pytest.approx(want[form][1], abs=1e-5)
-    alone = onnx_trunk.OnnxHeads({"sequential": models["sequential"]}, tuple(features.shape[1:]))(features)
-    assert list(alone) == ["sequential"] and alone["sequential"][0] == pytest.approx(want["sequential"][0], abs=1e-4)
+    for path in ("fp32", "again"):
+        got = reader(x, path)
+        assert set(got) == {"one_go", "sequential"}
+        for form, (logits, maps) in got.items():
+            assert logits == pytest.approx(want[form][0], abs=1e-4)
+            assert (maps is None) == (want[form][1] is None)
+            if maps is not None:
+                assert maps == pytest.approx(want[form][1], abs=1e-5)
+    alone = onnx_trunk.OnnxReader({"fp32": graph}, {"sequential": models["sequential"]}, feature_shape(joint.trunk, spec))
+    assert list(got := alone(x)) == ["sequential"] and got["sequential"][0] == pytest.approx(want["sequential"][0], abs=1e-4)
 
 
-def test_the_onnx_engine_runs_every_form_s_heads_in_onnx_runtime(tiny_weights, sample_images, monkeypatch):
+def test_the_onnx_engine_reads_without_pytorch_s_heads(tiny_weights, sample_images, monkeypatch):
     rec = Recognizer.from_pretrained(tiny_weights, precision="fp32", engine="onnx")
-    assert len(rec.onnx_heads) == 2  # tiny_weights' forms have a trunk each
+    assert len(rec.trunks) == 2 and all(r.heads_in_graph for r in rec.trunks.values())  # a trunk each
     calls = []
-    for key, heads in rec.onnx_heads.items():
-        monkeypatch.setattr(heads, "session", _Counting(heads.session, calls, [form for form, _ in heads.outputs]))
+    for reader in rec.trunks.values():
+        monkeypatch.setitem(reader.sessions, "fp32", _Counting(reader.sessions["fp32"], calls))
     for model in rec.models.values():  # PyTorch's heads must not run
         monkeypatch.setattr(model, "read", None, raising=False)
         monkeypatch.setattr(model, "read_with_maps", None, raising=False)
     assert rec.predict(sample_images[0]).sequential.maps is not None
-    assert sorted(calls) == [["one_go"], ["sequential", "sequential"]]
+    assert sorted(calls) == [["one_go.logits"], ["sequential.logits", "sequential.maps"]]
 
 
 def test_heads_that_will_not_export_stay_in_pytorch(tiny_weights, sample_images, monkeypatch):
     want = Recognizer.from_pretrained(tiny_weights, precision="fp32", engine="torch").predict(sample_images[0])
     def broken(*args, **kwargs):
         raise RuntimeError("unsupported operator")
-    monkeypatch.setattr(onnx_trunk, "OnnxHeads", broken)
+    monkeypatch.setattr(onnx_trunk, "heads_graph", broken)
     with pytest.warns(RuntimeWarning, match="PyTorch runs them"):
         rec = Recognizer.from_pretrained(tiny_weights, precision="fp32", engine="onnx")
-    assert rec.engine == "onnx" and rec.onnx_heads is None
+    assert rec.engine == "onnx" and not any(r.heads_in_graph for r in rec.trunks.values())
     got = rec.predict(sample_images[0])
     assert (got.one_go.text, got.sequential.text) == (want.one_go.text, want.sequential.text)
     assert got.one_go.confidence == pytest.approx(want.one_go.confidence, rel=1e-3, abs=1e-6)
 
 
 class _Counting:
-    """An ONNX Runtime session that notes each run."""
+    """An ONNX Runtime session that notes the outputs each run asks for."""
 
-    def __init__(self, session, calls, name):
-        self.session, self.calls, self.name = session, calls, name
+    def __init__(self, session, calls):
+        self.session, self.calls = session, calls
 
-    def run(self, *args, **kwargs):
-        self.calls.append(self.name)
-        return self.session.run(*args, **kwargs)
+    def run(self, names, feeds):
+        self.calls.append(names)
+        return self.session.run(names, feeds)
