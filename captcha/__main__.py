@@ -17,7 +17,8 @@ def _recognizer(args):
     from .recognizer import Recognizer, set_threads
     set_threads(getattr(args, "threads", None))
     return Recognizer.from_pretrained(args.weights, precision=args.precision, engine=args.engine,
-                                      min_confidence=getattr(args, "min_confidence", None))
+                                      min_confidence=getattr(args, "min_confidence", None),
+                                      second_look=getattr(args, "second_look", False))
 
 
 def cmd_predict(args) -> int:
@@ -299,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--min-confidence", type=probability, metavar="P",
                        help="confidence an answer needs to be sure (default: the threshold for 99%% accuracy "
                             "stored with the weights by calibration)")
+        q.add_argument("--second-look", action="store_true",
+                       help="read an image whose answer is below 99%% sure again through three slightly moved "
+                            "boxes and average the readings: more accurate, slower on doubtful images")
 
     def spec_options(q, required=True):
         q.add_argument("--alphabet", default=DEFAULT_ALPHABET if required else None,

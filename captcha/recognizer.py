@@ -10,6 +10,7 @@ a full-string confidence of 0.9 means such readings are right about 90% of the t
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -27,6 +28,26 @@ from .spec import CaptchaSpec, normalize
 from .weights import FILENAMES, WeightsInfo, check_spec, find_weights, load_weights
 
 ENGINES = ("auto", "torch", "onnx", "onnx-int8")  # what runs the trunk; see Recognizer._pick_engine
+
+# A second look at doubtful images (`second_look=True`): an answer below SECOND_LOOK_BELOW is read
+# again through three slightly moved reading boxes (edges as fractions of the box: left, top, right,
+# bottom), and each form's calibrated probabilities are averaged over the four views. Measured on
+# the shipped weights (int8 engine), 2000 held-out images of each look: the answer reads 97.45%
+# instead of 96.55% (0.3 look) and 98.75% instead of 98.10% (0.7.1), its ECE 0.82% instead of 1.72%
+# and 0.42% instead of 0.63%; batches read about 40% fewer images a second. Off by default.
+SECOND_LOOK_BELOW = 0.99
+VIEWS = ((0.0, -1 / 30, 0.0, -1 / 30),  # a thirtieth of the box higher
+         (0.02, 0.0, 0.0, 0.0),         # 2% off the left
+         (0.0, 0.0, -0.02, 0.0))        # 2% off the right
+
+
+def moved(crop: tuple, view: tuple) -> tuple:
+    """A reading box moved by `view` (fractions of its own size), kept inside the image: a box that
+    would leave it is cut at the edge instead."""
+    left, top, right, bottom = crop
+    w, h = right - left, bottom - top
+    box = [left + view[0] * w, top + view[1] * h, right + view[2] * w, bottom + view[3] * h]
+    return (max(0.0, box[0]), max(0.0, box[1]), min(1.0, box[2]), min(1.0, box[3]))
 
 
 @dataclass
@@ -53,6 +74,13 @@ class Reading:
     def to_dict(self) -> dict:
         return {"text": self.text, "confidence": round(self.confidence, 6), "sure": self.sure,
                 "chars": [{"char": c.char, "confidence": round(c.confidence, 6)} for c in self.chars]}
+
+
+def _numpy(t) -> np.ndarray | None:
+    """A tensor (any float dtype) or array as a float32 array; None stays None."""
+    if t is None or isinstance(t, np.ndarray):
+        return t
+    return t.float().numpy()
 
 
 def percent(p: float) -> str:
@@ -169,7 +197,8 @@ class Recognizer:
     """Holds the loaded models; thread-safe for concurrent `predict` calls (inference only)."""
 
     def __init__(self, models: dict[str, torch.nn.Module], infos: dict[str, WeightsInfo],
-                 precision: str = "auto", engine: str = "auto", min_confidence: float | None = None):
+                 precision: str = "auto", engine: str = "auto", min_confidence: float | None = None,
+                 second_look: bool = False):
         if not models:
             raise WeightsError("a Recognizer needs at least one model")
         if precision not in ("auto", "fp32", "bf16"):
@@ -192,6 +221,7 @@ class Recognizer:
         # The int8 engine re-reads, with the fp32 trunk, every image that a form reads below this
         # confidence: int8 and fp32 disagree only on such doubtful readings (captcha/int8.py).
         self.reread_below = int8.REREAD_BELOW
+        self.second_look_below = SECOND_LOOK_BELOW if second_look else 0.0  # 0: no second look
         self.engine = self._pick_engine(engine)
         if self.engine in ("onnx", "onnx-int8"):
             try:
@@ -283,17 +313,17 @@ class Recognizer:
     @classmethod
     def from_pretrained(cls, path="weights", forms=FORMS, spec: CaptchaSpec | None = None,
                         precision: str = "auto", engine: str = "auto",
-                        min_confidence: float | None = None) -> "Recognizer":
+                        min_confidence: float | None = None, second_look: bool = False) -> "Recognizer":
         """Load the forms found in a weights folder, one .safetensors file or a Hub repo id (`user/name`).
 
         A local path wins over a repo id spelled the same. `spec`, if given, refuses weights
         made for another alphabet or length. `min_confidence` replaces the thresholds the weights
-        carry for `sure`.
+        carry for `sure`. `second_look`: read doubtful images again through moved boxes (VIEWS).
         """
         path = resolve(path)
         if path.is_file():
             model, info = load_weights(path, expect_spec=spec)
-            return cls({info.form: model}, {info.form: info}, precision, engine, min_confidence)
+            return cls({info.form: model}, {info.form: info}, precision, engine, min_confidence, second_look)
         if not path.is_dir():
             raise WeightsError(f"{path}: no such weights folder or file")
         files = {form: p for form, p in find_weights(path).items() if form in forms}
@@ -303,7 +333,7 @@ class Recognizer:
         models, infos = {}, {}
         for form, file in files.items():
             models[form], infos[form] = load_weights(file, expect_form=form, expect_spec=spec)
-        return cls(models, infos, precision, engine, min_confidence)
+        return cls(models, infos, precision, engine, min_confidence, second_look)
 
     @property
     def spec(self) -> CaptchaSpec:
@@ -376,26 +406,65 @@ class Recognizer:
                 out[form].append(logits.float().numpy())
         return {form: np.concatenate(parts) for form, parts in out.items()}
 
-    def _inputs(self, images) -> dict[CaptchaSpec, torch.Tensor]:
+    def _inputs(self, images, view: tuple | None = None) -> dict[CaptchaSpec, torch.Tensor]:
+        """spec -> the batch of model inputs for that spec; `view`: through a moved reading box (VIEWS)."""
         inputs = {}
         for info in self.infos.values():
             if info.spec not in inputs:
+                spec = info.spec if view is None else dataclasses.replace(info.spec, crop=moved(info.spec.crop, view))
                 # numpy, not torch ops: see spec.normalize
-                pixels = np.stack([info.spec.geometry(im).numpy() for im in images])
+                pixels = np.stack([spec.geometry(im).numpy() for im in images])
                 inputs[info.spec] = torch.from_numpy(normalize(pixels))
         return inputs
 
     def _read(self, images) -> dict[str, list[Reading]]:
         """Every loaded form's readings of `images`, each form's logits divided by its temperature.
-        With the int8 trunk, images that any form reads below `reread_below` are read again in fp32."""
+        With the int8 trunk, images that any form reads below `reread_below` are read again in fp32;
+        then images whose answer is below `second_look_below` get a second look (VIEWS)."""
         inputs = self._inputs(images)
-        readings = self._calibrated_readings(self._logits(inputs))
+        logits = {form: (_numpy(lg), _numpy(maps)) for form, (lg, maps) in self._logits(inputs).items()}
+        readings = self._calibrated_readings(logits)
+        paths = [None] * len(images)  # the trunk graph each image was read with (None: the engine's)
         if doubtful := self._doubtful(readings):
             again = self._logits({spec: torch.from_numpy(x.numpy()[doubtful]) for spec, x in inputs.items()}, "fp32")
+            for form, (lg, maps) in again.items():
+                logits[form][0][doubtful] = _numpy(lg)
+                if maps is not None:
+                    logits[form][1][doubtful] = _numpy(maps)
             for form, rs in self._calibrated_readings(again).items():
                 for j, i in enumerate(doubtful):
                     readings[form][i] = rs[j]
+                    paths[i] = "fp32"
+        if self.second_look_below > 0:
+            second = [i for i in range(len(images))
+                      if max(rs[i].confidence for rs in readings.values()) < self.second_look_below]
+            for path in {paths[i] for i in second}:
+                group = [i for i in second if paths[i] == path]
+                for form, rs in self._second_look([images[i] for i in group], logits, group, path).items():
+                    for j, i in enumerate(group):
+                        readings[form][i] = rs[j]
         return readings
+
+    def _probs(self, form: str, logits) -> np.ndarray:
+        """Calibrated probabilities [n, length, classes] of one form's logits."""
+        z = np.asarray(logits, np.float32) / np.float32(self.infos[form].temperature)
+        z = np.exp(z - z.max(-1, keepdims=True))
+        return z / z.sum(-1, keepdims=True)
+
+    def _second_look(self, images, logits: dict, rows: list[int], path: str | None) -> dict[str, list[Reading]]:
+        """Readings of `images` (rows `rows` of the first reading's `logits`) from each form's calibrated
+        probabilities averaged over the first reading and the VIEWS, read along the same `path`."""
+        probs = {form: [self._probs(form, lg[rows])] for form, (lg, _) in logits.items()}
+        for view in VIEWS:
+            for form, (lg, _) in self._logits(self._inputs(images, view), path).items():
+                probs[form].append(self._probs(form, _numpy(lg)))
+        out = {}
+        for form, ps in probs.items():
+            maps = logits[form][1]
+            mean = np.mean(ps, 0)
+            out[form] = self._readings(self.infos[form].spec, np.log(np.maximum(mean, 1e-30)),
+                                       None if maps is None else maps[rows])
+        return out
 
     def _doubtful(self, readings: dict[str, list[Reading]]) -> list[int]:
         """Which images the int8 engine reads again in fp32: those a form reads below reread_below."""
@@ -405,8 +474,8 @@ class Recognizer:
         return [i for i in range(count) if any(rs[i].confidence < self.reread_below for rs in readings.values())]
 
     def _calibrated_readings(self, logits: dict) -> dict[str, list[Reading]]:
-        return {form: self._readings(self.infos[form].spec, lg.float().numpy() / np.float32(self.infos[form].temperature),
-                                     None if maps is None else maps.float().numpy())
+        return {form: self._readings(self.infos[form].spec, _numpy(lg) / np.float32(self.infos[form].temperature),
+                                     _numpy(maps))
                 for form, (lg, maps) in logits.items()}
 
     def _logits(self, inputs: dict[CaptchaSpec, torch.Tensor],

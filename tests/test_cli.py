@@ -28,6 +28,19 @@ def test_predict_json_lines_match_the_recognizer(tiny_weights, sample_images):
         assert (row["one_go"]["text"], row["sequential"]["text"]) == (pred.one_go.text, pred.sequential.text)
 
 
+def test_predict_with_a_second_look_reads_as_the_recognizer_does(tiny_weights, sample_images):
+    result = cli("predict", *sample_images[:3], "--weights", tiny_weights, "--precision", "fp32", "--second-look")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    rec = Recognizer.from_pretrained(tiny_weights, precision="fp32", second_look=True)
+    plain = Recognizer.from_pretrained(tiny_weights, precision="fp32")
+    for row, path in zip(rows, sample_images[:3]):  # random tiny weights: every answer is doubtful
+        pred = rec.predict(path)
+        got = [c["confidence"] for c in row["one_go"]["chars"]]
+        assert got == pytest.approx([c.confidence for c in pred.one_go.chars], rel=1e-4)
+        assert got != pytest.approx([c.confidence for c in plain.predict(path).one_go.chars], rel=1e-4)
+
+
 def test_predict_reports_a_bad_file_and_reads_the_rest(tiny_weights, sample_images, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"nope")

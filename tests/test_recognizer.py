@@ -147,3 +147,42 @@ def test_one_form_loaded_answers_with_its_reading_and_threshold(calibrated_weigh
     assert pred.one_go is None and pred.answer.form == "sequential" and pred.answer.forms_agree is None
     assert (pred.answer.text, pred.answer.confidence) == (pred.sequential.text, pred.sequential.confidence)
     assert pred.answer.threshold == rec.infos["sequential"].calibration["threshold"]
+
+
+def test_moved_boxes_stay_inside_the_image():
+    from captcha.recognizer import VIEWS, moved
+    shipped = (0.0, 0.3125, 1.0, 0.6875)
+    assert moved(shipped, VIEWS[0]) == pytest.approx((0.0, 0.3, 1.0, 0.675))  # a thirtieth of the box higher
+    assert moved(shipped, VIEWS[1]) == pytest.approx((0.02, 0.3125, 1.0, 0.6875))
+    assert moved(shipped, VIEWS[2]) == pytest.approx((0.0, 0.3125, 0.98, 0.6875))
+    assert moved((0.0, 0.0, 1.0, 1.0), VIEWS[0]) == pytest.approx((0.0, 0.0, 1.0, 1 - 1 / 30))  # cut at the top
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_a_second_look_averages_four_views_of_doubtful_answers_only(calibrated_weights, sample_images, engine):
+    import torch
+
+    from captcha.images import open_image
+    from captcha.recognizer import VIEWS
+    paths = sample_images[:6]
+    first = Recognizer.from_pretrained(calibrated_weights, precision="fp32", engine=engine).predict_batch(paths)
+    rec = Recognizer.from_pretrained(calibrated_weights, precision="fp32", engine=engine, second_look=True)
+    assert rec.second_look_below == 0.99
+    rec.second_look_below = sorted(p.answer.confidence for p in first)[3]  # the three least sure answers
+    second = rec.predict_batch(paths)
+
+    images = [open_image(p) for p in paths]
+    views = [rec._logits(rec._inputs(images))] + [rec._logits(rec._inputs(images, view)) for view in VIEWS]
+    looked = 0
+    for i, (a, b) in enumerate(zip(first, second)):
+        if a.answer.confidence >= rec.second_look_below:
+            assert b.to_dict() | {"elapsed_ms": 0} == a.to_dict() | {"elapsed_ms": 0}
+            continue
+        looked += 1
+        for form in ("one_go", "sequential"):
+            t = rec.infos[form].temperature
+            mean = torch.stack([(v[form][0][i].float() / t).softmax(-1) for v in views]).mean(0)
+            reading = getattr(b, form)
+            assert reading.text == "".join(TINY_SPEC.alphabet[k] for k in mean.argmax(-1))
+            assert reading.confidence == pytest.approx(float(mean.max(-1).values.prod()), rel=1e-4)
+    assert looked == 3
