@@ -159,14 +159,23 @@ class OnnxReader:
 
     def __init__(self, trunks: dict[str, bytes], models: dict[str, nn.Module], features_chw: tuple[int, int, int],
                  threads: int | None = None):
-        self.models = models
+        self.models, self.threads = models, threads
         try:
-            heads, self.outputs = heads_graph(models, features_chw)
+            self.heads, self.outputs = heads_graph(models, features_chw)
         except Exception as e:
             warnings.warn(f"the heads did not export to ONNX ({e}); PyTorch runs them", RuntimeWarning)
-            heads, self.outputs = None, None
-        self.sessions = {name: session(graph if heads is None else attach(graph, heads), threads)
-                         for name, graph in trunks.items()}
+            self.heads, self.outputs = None, None
+        self.sessions = {name: self._session(graph) for name, graph in trunks.items()}
+
+    def _session(self, trunk: bytes):
+        return session(trunk if self.heads is None else attach(trunk, self.heads), self.threads)
+
+    def with_trunk(self, name: str, trunk: bytes) -> "OnnxReader":
+        """This reader with one more trunk graph, sharing the sessions it has (the onnx engine's fp32
+        reader becomes the int8 engine's without building its fp32 session again)."""
+        other = copy.copy(self)
+        other.sessions = {**self.sessions, name: self._session(trunk)}
+        return other
 
     @property
     def heads_in_graph(self) -> bool:

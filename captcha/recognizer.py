@@ -83,6 +83,12 @@ def _numpy(t) -> np.ndarray | None:
     return t.float().numpy()
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """Along the last axis, in numpy (see spec.normalize for why not torch)."""
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
 def percent(p: float) -> str:
     """72.8%, and two significant digits below 0.1% (0.0043%), where one decimal would say 0.0%."""
     return f"{p:.1%}" if p >= 0.001 or p == 0 else f"{p * 100:.2g}%"
@@ -260,18 +266,19 @@ class Recognizer:
     def _int8_usable(self) -> bool:
         return onnx_trunk.available() and all(info.int8.get("check", {}).get("passed") for info in self.infos.values())
 
-    def _onnx_readers(self, int8_graph: bool) -> dict:
-        """id(trunk) -> an OnnxReader of that trunk and its forms' heads: int8 and fp32, or fp32."""
+    def _onnx_readers(self, int8_graph: bool, fp32: dict | None = None) -> dict:
+        """id(trunk) -> an OnnxReader of that trunk and its forms' heads: fp32, and int8 beside it.
+        `fp32`: the onnx engine's readers, to add the int8 graph to instead of building them again."""
         readers = {}
         for key, trunk in self.torch_trunks.items():
             models = {f: m for f, m in self.models.items() if id(m.trunk) == key}
             form = next(iter(models))
             spec, record = self.infos[form].spec, self.infos[form].int8
-            chw = (3, spec.height, spec.width)
-            fp32 = onnx_trunk.load_or_export(trunk, chw)
-            graphs = {"int8": int8.build(fp32, record["ranges"], record["settings"]), "fp32": fp32} \
-                if int8_graph else {"fp32": fp32}
-            readers[key] = onnx_trunk.OnnxReader(graphs, models, feature_shape(trunk, spec))
+            graph = onnx_trunk.load_or_export(trunk, (3, spec.height, spec.width))
+            reader = (fp32 or {}).get(key) or onnx_trunk.OnnxReader({"fp32": graph}, models, feature_shape(trunk, spec))
+            if int8_graph:
+                reader = reader.with_trunk("int8", int8.build(graph, record["ranges"], record["settings"]))
+            readers[key] = reader
         return readers
 
     @torch.inference_mode()
@@ -281,7 +288,8 @@ class Recognizer:
         x = {spec: torch.zeros(1, 3, spec.height, spec.width) for spec in {i.spec for i in self.infos.values()}}
         contenders = [(self.engine, self.bf16, self.trunks)]
         try:
-            contenders.append(("onnx-int8", False, self._onnx_readers(int8_graph=True)))
+            fp32 = self.trunks if self.engine == "onnx" else None
+            contenders.append(("onnx-int8", False, self._onnx_readers(int8_graph=True, fp32=fp32)))
         except Exception as e:
             warnings.warn(f"the int8 trunk could not be built ({e}); reading without it", RuntimeWarning)
             return
@@ -447,9 +455,7 @@ class Recognizer:
 
     def _probs(self, form: str, logits) -> np.ndarray:
         """Calibrated probabilities [n, length, classes] of one form's logits."""
-        z = np.asarray(logits, np.float32) / np.float32(self.infos[form].temperature)
-        z = np.exp(z - z.max(-1, keepdims=True))
-        return z / z.sum(-1, keepdims=True)
+        return _softmax(np.asarray(logits, np.float32) / np.float32(self.infos[form].temperature))
 
     def _second_look(self, images, logits: dict, rows: list[int], path: str | None) -> dict[str, list[Reading]]:
         """Readings of `images` (rows `rows` of the first reading's `logits`) from each form's calibrated
@@ -519,8 +525,7 @@ class Recognizer:
         """Logits -> readings (in numpy: see spec.normalize). With a length range a reading is the text
         before the first END, and its confidence also counts that END (the probability that the text
         stops there)."""
-        exp = np.exp(logits - logits.max(-1, keepdims=True))
-        probs = exp / exp.sum(-1, keepdims=True)
+        probs = _softmax(logits)
         idx = probs.argmax(-1)
         conf = np.take_along_axis(probs, idx[..., None], -1)[..., 0]
         readings = []
