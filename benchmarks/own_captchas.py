@@ -38,6 +38,9 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 REAL_SETS = ["swust/20190121", "swust/20191218", "swust/20200226", "henan", "wordpress_rsc",
              "dotted_digits", "lzu_digits5"]
 GENERATED = "generated_4-8"  # 4-8 characters of 0-9a-z, drawn by `python -m captcha synth`
+IMAGECAPTCHA = "imagecaptcha_4-8"  # the same, drawn by the PyPI captcha library 0.7.1 (the Kaggle set's drawer)
+GENERATED_SETS = (GENERATED, IMAGECAPTCHA)
+IMAGECAPTCHA_PYTHON = Path.home() / ".cache" / "captcha" / "venvs" / "imagecaptcha-0.7.1" / "bin" / "python"
 CASE_FOLDED = {"swust/20190121", "swust/20191218", "swust/20200226"}  # labels are lower case, glyphs are not
 
 DDDDOCR = """
@@ -84,13 +87,19 @@ def link_split(name: str, source: Path, out: Path, train_max: int) -> tuple[int,
     return min(train_max, len(samples)), max(0, len(samples) - train_max)
 
 
-def generate_set(out: Path, train_max: int, test_count: int) -> tuple[int, int]:
+def generate_set(name: str, out: Path, train_max: int, test_count: int, imagecaptcha_python: Path) -> tuple[int, int]:
+    """OUT/train and OUT/test of a generated set: our own drawing code, or the PyPI captcha library
+    from its venv (recipes/imagecaptcha/build.sh --venvs-only makes it)."""
     for part, count, seed in (("train", train_max, 0), ("test", test_count, 1)):
         folder = out / part
-        if len(list(folder.glob("*.png"))) < count:
-            run([sys.executable, "-m", "captcha", "synth", str(folder), "--count", str(count), "--seed", str(seed),
-                 "--alphabet", "0123456789abcdefghijklmnopqrstuvwxyz", "--length", "4-8",
-                 "--width", "256", "--height", "64"])
+        if len(list(folder.glob("*.png"))) >= count:
+            continue
+        size = ["--alphabet", "0123456789abcdefghijklmnopqrstuvwxyz", "--length", "4-8", "--width", "256", "--height", "64"]
+        if name == GENERATED:
+            run([sys.executable, "-m", "captcha", "synth", str(folder), "--count", str(count), "--seed", str(seed), *size])
+        else:  # seed bases 7000/7001: no image the shipped weights were trained on
+            run([str(imagecaptcha_python), "-I", str(ROOT / "recipes" / "imagecaptcha" / "generate.py"), str(folder),
+                 "--count", str(count), "--seed", str(7000 + seed), "--resume", *size])
     return train_max, test_count
 
 
@@ -139,12 +148,14 @@ def table(results: dict, cpu: str, minutes: float, dddd_note: str) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", nargs="+", default=[*REAL_SETS, GENERATED])
+    p.add_argument("--sets", nargs="+", default=[*REAL_SETS, *GENERATED_SETS])
     p.add_argument("--minutes", type=float, default=20)
     p.add_argument("--train-max", type=int, default=1000, help="labels to train on per real set")
     p.add_argument("--generated-train", type=int, default=4000, help="labels of the generated variable-length set")
     p.add_argument("--out", type=Path, default=Path.home() / ".cache" / "captcha" / "own_captchas")
     p.add_argument("--ddddocr-python", help="a Python with ddddocr installed (its own venv); none: the column is skipped")
+    p.add_argument("--imagecaptcha-python", type=Path, default=IMAGECAPTCHA_PYTHON,
+                   help=f"the PyPI captcha library's venv, for {IMAGECAPTCHA} (missing: that set is skipped)")
     p.add_argument("--train-args", default="", help="more train.py options, for comparing strategies")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -156,8 +167,11 @@ def main(argv=None) -> int:
             print(f"{name}: done before, kept ({results_path})")
             continue
         folder = args.out / name.replace("/", "_")
-        if name == GENERATED:
-            n_train, n_test = generate_set(folder, args.generated_train, 1000)
+        if name == IMAGECAPTCHA and not args.imagecaptcha_python.exists():
+            print(f"{name}: skipped, no {args.imagecaptcha_python} (bash recipes/imagecaptcha/build.sh --venvs-only)")
+            continue
+        if name in GENERATED_SETS:
+            n_train, n_test = generate_set(name, folder, args.generated_train, 1000, args.imagecaptcha_python)
         else:
             n_train, n_test = link_split(name, DATASETS / name, folder, args.train_max)
         run_dir = folder / "run"
@@ -172,7 +186,7 @@ def main(argv=None) -> int:
         ev = json.loads((folder / "eval.json").read_text())
         chosen = {line.split(" auto:")[0]: line.split(" auto:", 1)[1].split("(")[0].strip()
                   for line in (folder / "train.log").read_text().splitlines() if " auto: " in line}
-        fold = name in CASE_FOLDED
+        fold = name in CASE_FOLDED or name in GENERATED_SETS
         results[name] = {
             "train": n_train, "test": n_test, "minutes": minutes, "settings": f"length {chosen.get('length', 'given')}, input {chosen.get('size', 'given')}"
                         + (", form joint" if chosen.get("form", "").startswith("joint") else ""),
@@ -180,14 +194,13 @@ def main(argv=None) -> int:
             **{f"cer_{form}": ev[form]["cer"] for form in ("one_go", "sequential")},
             "ece": {form: ev[form]["trust"]["ece"] for form in ("one_go", "sequential", "answer")},
             "sure": ev["answer"]["sure"],  # the answers called sure (calibrated on train.py's validation split)
-            "ddddocr": None if name == GENERATED else ddddocr_accuracy(
-                args.ddddocr_python, folder / "test", fold, folder / "ddddocr.json"),
+            "ddddocr": ddddocr_accuracy(args.ddddocr_python, folder / "test", fold, folder / "ddddocr.json"),
             "cpu": cpu, "train_args": args.train_args,
         }
         results_path.write_text(json.dumps(results, indent=2))
         print(f"{name}: one-go {results[name]['one_go']:.1%}, sequential {results[name]['sequential']:.1%}", flush=True)
     note = ("ddddocr: `DdddOcr(show_ad=False).classification` (its default model), no training; compared in lower "
-            f"case on {', '.join(sorted(CASE_FOLDED))}, whose labels are lower case." if args.ddddocr_python
+            f"case on {', '.join(sorted(CASE_FOLDED | set(GENERATED_SETS)))}, whose labels are lower case." if args.ddddocr_python
             else "ddddocr: not run (give --ddddocr-python).")
     (args.out / "own_captchas.md").write_text(table(results, cpu, args.minutes, note))
     print((args.out / "own_captchas.md").read_text())

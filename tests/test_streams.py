@@ -9,6 +9,7 @@ package), so the workers get a stand-in library folder: the same interface (`__v
 from __future__ import annotations
 
 import io
+import random
 import json
 import subprocess
 import sys
@@ -95,6 +96,22 @@ def test_stream_sends_generate_py_labels_and_the_librarys_pixels(fake_library):
 
     big, _ = read_all([worker(fake_library, 7, 3, "--font-sizes", "40,40")], SPEC)  # reaches ImageCaptcha
     assert int((big < 100).sum()) > 2 * int((pixels < 100).sum())
+
+
+def test_generate_py_draws_a_length_range_and_fixed_lengths_as_before():
+    from recipes.imagecaptcha import generate
+    seeds = [generate.image_seed(3, i) for i in range(200)]
+    fixed = [generate.make_label(s, "abc", 5) for s in seeds]
+    def before(seed):  # the fixed-length rule the shipped weights' sets were drawn with
+        rng = random.Random(f"label:{seed}")
+        return "".join(rng.choice("abc") for _ in range(5))
+    assert fixed == [before(s) for s in seeds]
+    assert generate.parse_length("5") == 5 and generate.parse_length("4-8") == (4, 8)
+    ranged = [generate.make_label(s, "abc", (4, 8)) for s in seeds]
+    assert {len(x) for x in ranged} == {4, 5, 6, 7, 8}
+    assert ranged == [generate.make_label(s, "abc", (4, 8)) for s in seeds]  # deterministic
+    with pytest.raises(ValueError):
+        generate.parse_length("8-4")
 
 
 def test_a_failing_stream_command_is_named(fake_library):

@@ -9,6 +9,8 @@ from a dedicated venv.
     python generate.py OUT_DIR --count N --seed S [--length 5] [--alphabet ...]
                        [--width 256 --height 256] [--workers 2] [--resume]
 
+``--length 4-8`` draws each label's length first (uniformly), then its characters.
+
 Image i (0 <= i < N) gets the per-image seed
 
     seed_i = S * 10_000_000 + i          (S >= 0, i < 10_000_000)
@@ -62,10 +64,22 @@ def image_seed(base: int, index: int) -> int:
     return base * SEED_STRIDE + index
 
 
-def make_label(seed: int, alphabet: str, length: int) -> str:
-    """The label of the image with per-image seed ``seed`` (its own RNG, independent of the drawing RNG)."""
+def make_label(seed: int, alphabet: str, length) -> str:
+    """The label of the image with per-image seed ``seed`` (its own RNG, independent of the drawing RNG).
+    ``length``: a number, or (shortest, longest) for a range, whose length is drawn first."""
     rng = random.Random(f"label:{seed}")  # str seeds go through SHA-512: stable across runs and PYTHONHASHSEED
-    return "".join(rng.choice(alphabet) for _ in range(length))
+    low, high = length if isinstance(length, tuple) else (length, length)
+    count = rng.randint(low, high) if high > low else low  # a fixed length draws exactly as before
+    return "".join(rng.choice(alphabet) for _ in range(count))
+
+
+def parse_length(text: str):
+    """'5' -> 5; '4-8' -> (4, 8)."""
+    low, _, high = str(text).partition("-")
+    low, high = int(low), int(high or low)
+    if not 1 <= low <= high:
+        raise ValueError(f"length {text!r}: a number or a range like 4-8")
+    return low if low == high else (low, high)
 
 
 class _SeededSecrets:
@@ -160,7 +174,8 @@ def parse_args(argv=None):
     p.add_argument("out_dir")
     p.add_argument("--count", type=int, required=True, help="number of images")
     p.add_argument("--seed", type=int, required=True, help="seed base S (per-image seed = S*10_000_000 + i)")
-    p.add_argument("--length", type=int, default=5, help="characters per label (default 5)")
+    p.add_argument("--length", type=parse_length, default=5,
+                   help="characters per label: a number (default 5) or a range like 4-8, drawn per image")
     p.add_argument("--alphabet", default=DEFAULT_ALPHABET, help="label characters (default: 0-9A-Za-z, 62 chars)")
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--height", type=int, default=256)
@@ -174,8 +189,6 @@ def parse_args(argv=None):
         p.error(f"--count must be between 0 and {SEED_STRIDE}")
     if args.seed < 0:
         p.error("--seed must be >= 0")
-    if args.length < 1:
-        p.error("--length must be >= 1")
     if not args.alphabet or len(set(args.alphabet)) != len(args.alphabet):
         p.error("--alphabet must be non-empty with no repeated characters")
     bad = sorted(set(args.alphabet) & FORBIDDEN_LABEL_CHARS)
@@ -241,7 +254,7 @@ def main(argv=None) -> int:
         "images_per_second": round(done / seconds, 2) if seconds > 0 and done else None,
         "seed_base": args.seed,
         "seed_formula": f"seed_i = {args.seed} * {SEED_STRIDE} + i",
-        "length": args.length,
+        "length": args.length if isinstance(args.length, int) else "%d-%d" % args.length,
         "alphabet": args.alphabet,
         "width": args.width,
         "height": args.height,
