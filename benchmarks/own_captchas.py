@@ -4,7 +4,8 @@
     python benchmarks/own_captchas.py --sets henan swust/20191218 --minutes 5 --out /tmp/quick
     python benchmarks/own_captchas.py --ddddocr-python ~/venv-dddd/bin/python   # ddddocr beside us
 
-For each set in ../shared/datasets (see its README) and a generated variable-length set, the
+For each set in ../shared/datasets (see its README) and two generated variable-length sets (our
+generator's, and the PyPI captcha library's from its venv: --imagecaptcha-python), the
 images are split by a hash of their file names: at most --train-max (1000) to train on, the rest
 to score. Each split is a folder of links under --out (the images are never copied), labelled as
 the set labels them (file names, or a labels.csv). Then, exactly as a user would:
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
     p.add_argument("--sets", nargs="+", default=[*REAL_SETS, *GENERATED_SETS])
     p.add_argument("--minutes", type=float, default=20)
     p.add_argument("--train-max", type=int, default=1000, help="labels to train on per real set")
-    p.add_argument("--generated-train", type=int, default=4000, help="labels of the generated variable-length set")
+    p.add_argument("--generated-train", type=int, default=4000, help="labels of each generated variable-length set")
     p.add_argument("--out", type=Path, default=Path.home() / ".cache" / "captcha" / "own_captchas")
     p.add_argument("--ddddocr-python", help="a Python with ddddocr installed (its own venv); none: the column is skipped")
     p.add_argument("--imagecaptcha-python", type=Path, default=IMAGECAPTCHA_PYTHON,
