@@ -9,8 +9,8 @@ package), so the workers get a stand-in library folder: the same interface (`__v
 from __future__ import annotations
 
 import io
-import random
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
