@@ -6,7 +6,7 @@
     python train.py --stream "CMD" --stream "CMD" --val-stream "CMD" --minutes 8   # images drawn while it trains
     torchrun --nproc_per_node 4 train.py --data DIR ...            # several processes / GPUs (DDP)
 
-Forms: one-go; sequential; both (one-go, then sequential starting from its trunk); joint (one trunk
+Forms: one-go; sequential; both (sequential, then one-go starting from the trunk it adapted); joint (one trunk
 with both heads, trained together: one pass per image instead of two); auto, the default: both for a
 fixed length, joint for a length range. Writes OUT/one_go.safetensors
 and/or OUT/sequential.safetensors (the best by validation full-string accuracy), OUT/metrics.json,
@@ -86,7 +86,7 @@ def parse_args(argv=None):
                    "left,top,right,bottom (e.g. 0,0.25,1,0.75 for text centred vertically)")
     g = p.add_argument_group("model and schedule")
     g.add_argument("--form", default="auto", choices=["auto", "one-go", "sequential", "both", "joint"],
-                   help="both: two models, one after the other; joint: one trunk with both heads, trained "
+                   help="both: two models, the sequential one first (from --init), then one-go from the trunk it adapted; joint: one trunk with both heads, trained "
                         "together (one pass per image instead of two; the two files share their trunk); auto: both "
                         "for a fixed length, joint for a range (its heads need more steps than half a budget buys)")
     g.add_argument("--arch", default="resnet50", help="any timm CNN (default resnet50)")
@@ -440,7 +440,7 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
         rt.print(f"{form}: already trained in {out} (step {ckpt['step']}); skipping")
         return ckpt["best"]
 
-    # the model: fresh, from --init, from the one-go trunk (--form both), or from the checkpoint
+    # the model: fresh, from --init, from the sequential form's trunk (--form both), or from the checkpoint
     torch.manual_seed(args.seed + rt.rank)
     heads = {}
     if args.attention and form in ("sequential", "joint"):
@@ -448,10 +448,11 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
     if args.one_go_head == "lengths" and form in ("one_go", "joint"):
         heads["head"] = args.one_go_head
     model = build_model(form, spec, arch=args.arch, pretrained=args.init == "imagenet", **heads)
-    if ckpt is None and args.init not in ("scratch", "imagenet"):
+    adapted = out / FILENAMES["sequential"]  # --form both trains it first: its trunk has learnt this style
+    if ckpt is None and form == "one_go" and args.form == "both" and adapted.exists():
+        init_from(model, str(adapted), form, spec, args.arch, rt)
+    elif ckpt is None and args.init not in ("scratch", "imagenet"):
         init_from(model, args.init, form, spec, args.arch, rt)
-    elif ckpt is None and form == "sequential" and args.form == "both" and (out / FILENAMES["one_go"]).exists():
-        init_from(model, str(out / FILENAMES["one_go"]), form, spec, args.arch, rt)  # start from the one-go trunk
     model.to(rt.device).to(memory_format=torch.channels_last)
     raw = model
     if rt.distributed:
@@ -637,10 +638,10 @@ def main(argv=None) -> int:
     if args.form == "auto":
         args.form = "joint" if spec.variable else "both"
         rt.print(f"form auto: {args.form} " + ("(a length range: both heads learn from every step of one trunk)"
-                                               if spec.variable else "(one-go, then sequential from its trunk)"))
+                                               if spec.variable else "(sequential, then one-go from the trunk it adapted)"))
     batches, val_set, data_note = make_data(args, spec, rt, folders)
     rt.print(f"data: {data_note}")
-    stages = {"both": ["one_go", "sequential"], "joint": ["joint"]}.get(args.form) or [form_name(args.form)]
+    stages = {"both": ["sequential", "one_go"], "joint": ["joint"]}.get(args.form) or [form_name(args.form)]
     metrics_path = args.out / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if args.resume and metrics_path.exists() else {}
     metrics.update({"spec": json.loads(spec.to_json()), "arch": args.arch, "data": data_note,

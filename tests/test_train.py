@@ -34,7 +34,10 @@ def test_trains_both_forms_and_loss_goes_down(tmp_path):
         assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.05, history
         assert history[-1]["images_per_s"] > 0
     assert metrics["args"]["lr"] == 2e-3 and metrics["args"]["steps"] == 40  # the model card quotes these
-    assert "init sequential: trunk from" in result.stderr + result.stdout  # sequential starts from one-go
+    log = result.stderr + result.stdout
+    assert f"init one_go: trunk from {out / 'sequential.safetensors'}" in log  # one-go starts where sequential ended
+    assert "init sequential" not in log  # which started from scratch (--init auto for a resnet18)
+    assert log.index("sequential: best val") < log.index("one_go: best val")
     rec = Recognizer.from_pretrained(out)
     assert set(rec.models) == {"one_go", "sequential"} and rec.spec.alphabet == "0123456789"
     pred = rec.predict(synth.generate("0123", seed=1))
@@ -47,6 +50,18 @@ def test_trains_both_forms_and_loss_goes_down(tmp_path):
     assert pred.answer.threshold == max(i.calibration["answer_threshold"] for i in rec.infos.values())
     assert "int8 trunk: not made (0 labelled images in --data; it needs 800)" in result.stderr + result.stdout
     assert rec.infos["one_go"].int8 == {}
+
+
+def test_both_starts_sequential_from_init_and_one_go_from_the_trunk_sequential_adapted(tmp_path, tiny_weights):
+    out = tmp_path / "run"
+    result = train("--synthetic", "16", "--synthetic-val", "8", "--alphabet", "0123456789", "--length", "4",
+                   "--form", "both", "--steps", "2", "--eval-every", "2", "--init", str(tiny_weights),
+                   "--out", str(out), *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stderr + result.stdout
+    assert f"init sequential: trunk from {tiny_weights / 'sequential.safetensors'}" in log
+    assert f"init one_go: trunk from {out / 'sequential.safetensors'}" in log
+    assert str(tiny_weights / "one_go.safetensors") not in log
 
 
 def test_a_folder_of_six_character_captchas_of_another_alphabet(tmp_path):
