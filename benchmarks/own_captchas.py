@@ -62,6 +62,11 @@ def cpu_kind() -> str:
     return f"{model}, {os.cpu_count()} cores, {'native bf16 (' + ', '.join(native) + ')' if native else 'no native bf16'}"
 
 
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    return done.stdout.strip() or "unknown"
+
+
 def order_key(path: Path) -> str:
     return hashlib.md5(path.name.encode()).hexdigest()
 
@@ -196,7 +201,7 @@ def main(argv=None) -> int:
             "ece": {form: ev[form]["trust"]["ece"] for form in ("one_go", "sequential", "answer")},
             "sure": ev["answer"]["sure"],  # the answers called sure (calibrated on train.py's validation split)
             "ddddocr": ddddocr_accuracy(args.ddddocr_python, folder / "test", fold, folder / "ddddocr.json"),
-            "cpu": cpu, "train_args": args.train_args,
+            "cpu": cpu, "train_args": args.train_args, "commit": commit(),  # which train.py made the row
         }
         results_path.write_text(json.dumps(results, indent=2))
         print(f"{name}: one-go {results[name]['one_go']:.1%}, sequential {results[name]['sequential']:.1%}", flush=True)
