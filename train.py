@@ -86,9 +86,10 @@ def parse_args(argv=None):
                    "left,top,right,bottom (e.g. 0,0.25,1,0.75 for text centred vertically)")
     g = p.add_argument_group("model and schedule")
     g.add_argument("--form", default="auto", choices=["auto", "one-go", "sequential", "both", "joint"],
-                   help="both: two models, the sequential one first (from --init), then one-go from the trunk it adapted; joint: one trunk with both heads, trained "
-                        "together (one pass per image instead of two; the two files share their trunk); auto: both "
-                        "for a fixed length, joint for a range (its heads need more steps than half a budget buys)")
+                   help="both: two models, the sequential one first (from --init), then one-go from the trunk it "
+                        "adapted; joint: one trunk with both heads, trained together (one pass per image instead of "
+                        "two; the two files share their trunk); auto: both for a fixed length, joint for a range (its "
+                        "heads need more steps than half a budget buys)")
     g.add_argument("--arch", default="resnet50", help="any timm CNN (default resnet50)")
     g.add_argument("--attention", choices=["strips", "chain", "lengths"], help="how the sequential form's positions "
                    "find their characters: equal strips (fixed lengths' default); for a length range, one set of "

@@ -74,7 +74,8 @@ def make_label(seed: int, alphabet: str, length) -> str:
 
 
 def parse_length(text: str):
-    """'5' -> 5; '4-8' -> (4, 8)."""
+    """'5' -> 5; '4-8' -> (4, 8). The spelling of captcha.spec.parse_length, which this standalone
+    script cannot import (the library it runs beside is also called captcha)."""
     low, _, high = str(text).partition("-")
     low, high = int(low), int(high or low)
     if not 1 <= low <= high:
