@@ -522,6 +522,7 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
     bar = tqdm(total=total_steps, initial=step, desc=form, disable=not rt.main, dynamic_ncols=True)
     window = [0.0, 0.0, 0]  # loss, per-character accuracy, steps since the last validation
     seen, train_seconds, last_ckpt, probe_start = 0, 0.0, clock(), None
+    planned_at, validating = None, 0.0  # when the schedule was fitted; validation seconds since then
     generator = torch.Generator(rt.device)
     if budget:
         budget.begin()
@@ -559,9 +560,22 @@ def train_stage(form, args, spec, batches, val_set, rt: Runtime, data_note: str,
                 bar.total = total_steps
                 rt.print(f"{form}: {step_seconds:.3f} s a step, {eval_seconds:.1f} s a validation: "
                          f"{total_steps} steps fit {minutes:g} minutes")
+                planned_at = clock()
             continue
         if step % eval_every == 0 or step >= total_steps:
+            t_eval = clock()
             validate()
+            eval_seconds = clock() - t_eval
+            validating += eval_seconds
+            if budget and step < total_steps:
+                # six timed steps can misjudge a long run (data loading catching up, a busy machine):
+                # when the pace since then is 5% off, the steps left are re-fitted to the time left
+                pace = (clock() - planned_at - validating) / max(1, step - probe)
+                off = abs(pace / step_seconds - 1) > 0.05
+                fitted = rt.same_everywhere(budget.plan(step, pace, eval_seconds, eval_every) if off else total_steps)
+                if fitted != total_steps:
+                    step_seconds, total_steps, bar.total = pace, fitted, fitted
+                    rt.print(f"{form}: {pace:.3f} s a step since then: {total_steps} steps fit")
         elif clock() - last_ckpt > args.checkpoint_minutes * 60:
             save_checkpoint()
         if step >= total_steps:

@@ -120,7 +120,8 @@ class TimeBudget:
 
     The run trains `probe` steps at the schedule's starting rate, validates (and saves) once, and
     `plan` then sizes the schedule from what those took: each further step costs its own time plus
-    its share of the validations (one every `eval_every` steps, and a last one at the end).
+    its share of the validations (one every `eval_every` steps, and a last one at the end). train.py
+    plans again at a later validation when the pace since then has drifted.
     `clock` is injectable so the arithmetic can be tested without waiting.
     """
 

@@ -216,19 +216,19 @@ def test_validation_split_does_not_follow_the_training_seed(tmp_path):
     assert val_labels("--seed", "5", "--split-seed", "1") != first
 
 
-def test_minutes_fit_the_schedule_to_the_time_budget(tmp_path, monkeypatch):
-    """--minutes: a few steps and one validation are timed, then the one-cycle schedule is sized so that
-    the run, validations and saving included, ends inside the budget. A fake clock: each training step
-    takes 2 s, each validation 5 s."""
+def budgeted_run(tmp_path, monkeypatch, step_seconds):
+    """A one-minute one-go run on a fake clock: training step n (from 1) takes step_seconds(n) s, each
+    validation 5 s. -> (the stage's metrics, the clock at the end)."""
     import train as train_module
     from captcha import training
 
-    now = [0.0]
+    now, steps = [0.0], [0]
     monkeypatch.setattr(train_module, "clock", lambda: now[0])
     real_step, real_evaluate = training.train_step, train_module.evaluate
 
     def step(*a, **k):
-        now[0] += 2.0
+        steps[0] += 1
+        now[0] += step_seconds(steps[0])
         return real_step(*a, **k)
 
     def evaluate(*a, **k):
@@ -240,14 +240,29 @@ def test_minutes_fit_the_schedule_to_the_time_budget(tmp_path, monkeypatch):
     out = tmp_path / "run"
     train_module.main(["--synthetic", "64", "--synthetic-val", "8", "--alphabet", "0123456789", "--length", "4",
                        "--form", "one-go", "--minutes", "1", "--out", str(out), *TINY])
-    forms = json.loads((out / "metrics.json").read_text())["forms"]["one_go"]
+    assert Recognizer.from_pretrained(out).models  # the best weights were kept
+    return json.loads((out / "metrics.json").read_text())["forms"]["one_go"], now[0]
+
+
+def test_minutes_fit_the_schedule_to_the_time_budget(tmp_path, monkeypatch):
+    """--minutes: a few steps and one validation are timed, then the one-cycle schedule is sized so that
+    the run, validations and saving included, ends inside the budget. Each step takes 2 s."""
+    forms, end = budgeted_run(tmp_path, monkeypatch, lambda n: 2.0)
     steps = [h["step"] for h in forms["history"]]
     # 8 steps (16 s) + a validation (5 s) measured; validations are then a tenth of the budget apart (6 s:
     # every 3 steps), and the 39 s left, less a 3% margin and the last validation, pay for 8 more steps at
     # 2 s + 5/3 s each: 16 in all, ending at 57 s of the 60
     assert forms["total_steps"] == 16 and steps == [8, 9, 12, 15, 16]
-    assert now[0] == 57
-    assert Recognizer.from_pretrained(out).models  # the best weights were kept
+    assert end == 57
+
+
+def test_a_run_that_slows_down_refits_its_steps_to_the_time_left(tmp_path, monkeypatch):
+    """Steps 2 s while timed, 3 s afterwards: planned at 16 steps, the run would take 65 s. At the first
+    validation after the plan (step 9, 29 s) the pace is 3 s: the 31 s left, less the margin and the last
+    validation, pay for 5 more steps at 3 s + 5/3 s each."""
+    forms, end = budgeted_run(tmp_path, monkeypatch, lambda n: 2.0 if n <= 8 else 3.0)
+    assert forms["total_steps"] == 14 and [h["step"] for h in forms["history"]] == [8, 9, 12, 14]
+    assert end == 54
 
 
 def test_minutes_must_be_positive(tmp_path):
